@@ -1,0 +1,200 @@
+//! The events the one function accepts (SPEC §2), parsed leniently.
+//!
+//! Own serde types rather than `aws_lambda_events`: those reject a job event
+//! without artifacts or credentials, which CodePipeline and SAM's sample do
+//! send. Unknown fields are ignored. `artifactCredentials` are not even
+//! parsed, so they cannot end up in a log line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One recognised event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A CodePipeline job: start or continue a migration.
+    Job(Job),
+    /// `aws.codepipeline` action execution FAILED.
+    ActionFailed(PipelineEvent),
+    /// `aws.codepipeline` pipeline execution STOPPING/STOPPED.
+    PipelineStopped(PipelineEvent),
+    /// `migrate-once` "Migration Rerun Requested".
+    RerunRequested(RerunRequest),
+}
+
+/// A CodePipeline job as the Invoke action delivers it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Job {
+    pub id: String,
+    #[serde(default)]
+    pub data: JobData,
+}
+
+/// The parts of the job data we use.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobData {
+    #[serde(default)]
+    pub action_configuration: ActionConfiguration,
+    #[serde(default)]
+    pub continuation_token: Option<String>,
+}
+
+/// The action's configuration: `FunctionName`, `UserParameters`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ActionConfiguration {
+    #[serde(default)]
+    pub configuration: BTreeMap<String, Value>,
+}
+
+impl Job {
+    /// The action's `UserParameters` text, if any.
+    pub fn user_parameters(&self) -> Option<&str> {
+        self.data
+            .action_configuration
+            .configuration
+            .get("UserParameters")
+            .and_then(Value::as_str)
+    }
+}
+
+/// The fields of a CodePipeline EventBridge event we use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PipelineEvent {
+    pub pipeline: String,
+    #[serde(rename = "execution-id")]
+    pub execution_id: String,
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    pub state: String,
+}
+
+/// An operator's rerun request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RerunRequest {
+    pub pipeline: String,
+    pub stage: String,
+    #[serde(default)]
+    pub execution_id: Option<String>,
+}
+
+const ACCEPTED: &str = "accepted events: a CodePipeline job ({\"CodePipeline.job\":{…}}), \
+an aws.codepipeline \"CodePipeline Action Execution State Change\" with detail.state FAILED, \
+an aws.codepipeline \"CodePipeline Pipeline Execution State Change\" with detail.state STOPPING or STOPPED, \
+or a migrate-once \"Migration Rerun Requested\" with detail {\"pipeline\",\"stage\"}";
+
+/// Recognises an event, or says what was expected.
+pub fn parse(event: Value) -> Result<Event, String> {
+    if let Some(job) = event.get("CodePipeline.job") {
+        return serde_json::from_value(job.clone())
+            .map(Event::Job)
+            .map_err(|e| format!("malformed CodePipeline job event: {e}"));
+    }
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
+    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+    let state = detail
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pipeline_event = || {
+        serde_json::from_value::<PipelineEvent>(detail.clone())
+            .map_err(|e| format!("malformed {} event: {e}", text("detail-type")))
+    };
+    match (text("source"), text("detail-type")) {
+        ("aws.codepipeline", "CodePipeline Action Execution State Change") if state == "FAILED" => {
+            pipeline_event().map(Event::ActionFailed)
+        }
+        ("aws.codepipeline", "CodePipeline Pipeline Execution State Change")
+            if matches!(state, "STOPPING" | "STOPPED") =>
+        {
+            pipeline_event().map(Event::PipelineStopped)
+        }
+        ("migrate-once", "Migration Rerun Requested") => serde_json::from_value(detail)
+            .map(Event::RerunRequested)
+            .map_err(|e| format!("malformed Migration Rerun Requested event: {e}")),
+        (source, detail_type) => Err(format!(
+            "unrecognised event (source {source:?}, detail-type {detail_type:?}, state {state:?}); {ACCEPTED}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Event, String> {
+        parse(serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn job_events_parse_leniently() {
+        let minimal = load(r#"{"CodePipeline.job":{"id":"j-1"}}"#).unwrap();
+        let Event::Job(job) = minimal else { panic!() };
+        assert_eq!(job.id, "j-1");
+        assert_eq!(job.user_parameters(), None);
+
+        let full = load(
+            r#"{"CodePipeline.job":{"id":"j-2","accountId":"1","data":{
+                "actionConfiguration":{"configuration":{"FunctionName":"f","UserParameters":"{}"}},
+                "inputArtifacts":[],"artifactCredentials":{"secretAccessKey":"s"},
+                "continuationToken":"tok","encryptionKey":{"id":"k","type":"KMS"}}}}"#,
+        )
+        .unwrap();
+        let Event::Job(job) = full else { panic!() };
+        assert_eq!(job.user_parameters(), Some("{}"));
+        assert_eq!(job.data.continuation_token.as_deref(), Some("tok"));
+        assert!(!format!("{job:?}").contains("secretAccessKey"));
+    }
+
+    #[test]
+    fn eventbridge_shapes_with_string_or_number_versions() {
+        let failed = load(
+            r#"{"source":"aws.codepipeline","detail-type":"CodePipeline Action Execution State Change",
+                "detail":{"pipeline":"p","execution-id":"e","stage":"Migrate","action":"Run","state":"FAILED",
+                "version":3,"type":{"owner":"AWS","category":"Invoke","provider":"Lambda","version":"1"}}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(failed, Event::ActionFailed(ref e) if e.stage.as_deref() == Some("Migrate"))
+        );
+        let stopped = load(
+            r#"{"source":"aws.codepipeline","detail-type":"CodePipeline Pipeline Execution State Change",
+                "detail":{"pipeline":"p","execution-id":"e","state":"STOPPED","version":"3"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(stopped, Event::PipelineStopped(_)));
+        let rerun = load(
+            r#"{"source":"migrate-once","detail-type":"Migration Rerun Requested","detail":{"pipeline":"p","stage":"s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rerun,
+            Event::RerunRequested(RerunRequest {
+                pipeline: "p".into(),
+                stage: "s".into(),
+                execution_id: None
+            })
+        );
+    }
+
+    #[test]
+    fn anything_else_names_the_accepted_shapes() {
+        for text in [
+            "{}",
+            r#"{"source":"aws.codepipeline","detail-type":"CodePipeline Action Execution State Change","detail":{"state":"SUCCEEDED"}}"#,
+            r#"{"Records":[]}"#,
+        ] {
+            let err = load(text).unwrap_err();
+            assert!(err.contains("accepted events"), "{err}");
+        }
+        assert!(
+            load(r#"{"CodePipeline.job":{"data":{}}}"#)
+                .unwrap_err()
+                .contains("missing field `id`")
+        );
+    }
+}

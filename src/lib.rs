@@ -1,0 +1,93 @@
+//! migrate-once: run a one-off ECS migration task exactly once per
+//! CodePipeline deployment, never concurrently, and report the outcome.
+//!
+//! The modules, in the order a reader meets them:
+//!
+//! - [`event`]: the events the function accepts, parsed leniently.
+//! - [`config`]: UserParameters merged over `MIGRATE_ONCE_*` defaults.
+//! - [`job`]: a CodePipeline job from event to report — the state machine.
+//! - [`state`]: the per-deployment state record in SSM, and what a start makes of it.
+//! - [`lock`]: the lock that keeps two deployments from migrating at once.
+//! - [`task`]: the ECS task: decisive container, idempotent RunTask, describe, stop.
+//! - [`outcome`]: what a task's status means — pure decisions.
+//! - [`token`]: the continuation token between invocations.
+//! - [`report`]: the one report each job gets.
+//! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
+
+pub mod config;
+pub mod event;
+pub mod failure;
+pub mod job;
+pub mod lock;
+pub mod outcome;
+pub mod report;
+pub mod state;
+pub mod task;
+pub mod token;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::{Value, json};
+
+use crate::event::Event;
+
+/// The AWS clients, built once per cold start and lent to every invocation.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ssm: aws_sdk_ssm::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub pipeline: aws_sdk_codepipeline::Client,
+}
+
+impl Clients {
+    /// Clients for one shared SDK configuration.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Clients {
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            pipeline: aws_sdk_codepipeline::Client::new(sdk),
+        }
+    }
+}
+
+/// Everything an invocation needs that outlives it.
+#[derive(Debug)]
+pub struct Function {
+    pub clients: Clients,
+    /// The `MIGRATE_ONCE_*` environment variables, read once.
+    pub defaults: Vec<(String, String)>,
+}
+
+impl Function {
+    /// Reads the configuration defaults from the process environment.
+    pub fn new(clients: Clients) -> Self {
+        let defaults = std::env::vars()
+            .filter(|(name, _)| name.starts_with(config::ENV_PREFIX))
+            .collect();
+        Function { clients, defaults }
+    }
+
+    /// Handles one invocation. Returns `Err` only when the event is not one we
+    /// accept, or a job could not be reported (so Lambda delivers it again).
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        match event::parse(event.payload)? {
+            Event::Job(job) => {
+                // Boxed: the job future is large, and deep to lay out.
+                let sent =
+                    Box::pin(job::handle(&self.clients, &self.defaults, &job, deadline)).await?;
+                Ok(json!({ "job": job.id, "reported": format!("{sent:?}") }))
+            }
+            other => Err(format!(
+                "{} events are not handled by this version; accepted: CodePipeline job events",
+                match other {
+                    Event::ActionFailed(_) => "action failed",
+                    Event::PipelineStopped(_) => "pipeline stopped",
+                    _ => "rerun request",
+                }
+            )
+            .into()),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The one report each job gets: in progress (with a continuation token),
+//! succeeded, or failed.
+//!
+//! CodePipeline accepts exactly one report per job id. [`send`] treats a
+//! refusal because the job was already reported (a duplicate delivery that
+//! lost the race) as done, so a re-delivered invocation never turns into an
+//! error loop.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
+
+use crate::failure::Failure;
+
+/// CodePipeline's limits on the texts of a report.
+pub const MAX_SUMMARY: usize = 2048;
+pub const MAX_MESSAGE: usize = 5000;
+const MAX_EXTERNAL_ID: usize = 1500;
+
+/// What to tell the pipeline about one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// Still working: CodePipeline invokes us again with `token`.
+    InProgress {
+        token: String,
+        summary: String,
+        percent: Option<i32>,
+        task_arn: Option<String>,
+    },
+    /// Done; `outputs` become the action's output variables.
+    Succeeded {
+        summary: String,
+        task_arn: Option<String>,
+        outputs: BTreeMap<String, String>,
+    },
+    /// Failed with a CodePipeline failure type.
+    Failed {
+        failure_type: FailureType,
+        message: String,
+        task_arn: Option<String>,
+    },
+}
+
+impl Report {
+    /// The failure report for `failure`.
+    pub fn failed(failure: &Failure, task_arn: Option<&str>) -> Report {
+        Report::Failed {
+            failure_type: failure.failure_type(),
+            message: failure.to_string(),
+            task_arn: task_arn.map(str::to_owned),
+        }
+    }
+
+    /// One line for the function's own log.
+    pub fn describe(&self) -> String {
+        match self {
+            Report::InProgress { summary, .. } => format!("in progress: {summary}"),
+            Report::Succeeded { summary, .. } => format!("succeeded: {summary}"),
+            Report::Failed {
+                failure_type,
+                message,
+                ..
+            } => format!("failed ({}): {message}", failure_type.as_str()),
+        }
+    }
+}
+
+/// Whether the report was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Reported,
+    /// The job had already been reported: a duplicate delivery. Done.
+    AlreadyReported,
+}
+
+/// Sends the report for `job_id`. An error here is the one case where the
+/// handler returns `Err`, so Lambda delivers the event again.
+pub async fn send(pipeline: &Client, job_id: &str, report: &Report) -> Result<Sent, Failure> {
+    let details = |summary: &str, percent: Option<i32>, task_arn: &Option<String>| {
+        ExecutionDetails::builder()
+            .summary(truncate(summary, MAX_SUMMARY))
+            .set_percent_complete(percent)
+            .set_external_execution_id(task_arn.as_deref().map(|t| truncate(t, MAX_EXTERNAL_ID)))
+            .build()
+    };
+    let (api, result) = match report {
+        Report::InProgress {
+            token,
+            summary,
+            percent,
+            task_arn,
+        } => (
+            "codepipeline:PutJobSuccessResult",
+            pipeline
+                .put_job_success_result()
+                .job_id(job_id)
+                .continuation_token(token)
+                .execution_details(details(summary, *percent, task_arn))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| refused_or(e, "codepipeline:PutJobSuccessResult")),
+        ),
+        Report::Succeeded {
+            summary,
+            task_arn,
+            outputs,
+        } => (
+            "codepipeline:PutJobSuccessResult",
+            pipeline
+                .put_job_success_result()
+                .job_id(job_id)
+                .execution_details(details(summary, Some(100), task_arn))
+                .set_output_variables(
+                    (!outputs.is_empty()).then(|| outputs.clone().into_iter().collect()),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| refused_or(e, "codepipeline:PutJobSuccessResult")),
+        ),
+        Report::Failed {
+            failure_type,
+            message,
+            task_arn,
+        } => {
+            let details = FailureDetails::builder()
+                .r#type(failure_type.clone())
+                .message(truncate(message, MAX_MESSAGE))
+                .set_external_execution_id(
+                    task_arn.as_deref().map(|t| truncate(t, MAX_EXTERNAL_ID)),
+                )
+                .build()
+                .expect("type and message are set");
+            (
+                "codepipeline:PutJobFailureResult",
+                pipeline
+                    .put_job_failure_result()
+                    .job_id(job_id)
+                    .failure_details(details)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| refused_or(e, "codepipeline:PutJobFailureResult")),
+            )
+        }
+    };
+    match result {
+        Ok(()) => Ok(Sent::Reported),
+        Err(None) => {
+            tracing::info!(api, job_id, "job was already reported (duplicate delivery)");
+            Ok(Sent::AlreadyReported)
+        }
+        Err(Some(failure)) => Err(failure),
+    }
+}
+
+/// `None` when CodePipeline refused because the job is no longer waiting
+/// for a report; otherwise the classified failure.
+fn refused_or<E>(
+    err: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+    api: &'static str,
+) -> Option<Failure>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    match err.code() {
+        Some("InvalidJobStateException") => None,
+        _ => Some(Failure::from_sdk(api, err)),
+    }
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_limits_and_characters() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "é".repeat(3000);
+        let cut = truncate(&long, MAX_SUMMARY);
+        assert_eq!(cut.chars().count(), MAX_SUMMARY);
+        assert!(cut.ends_with('…'));
+    }
+}

@@ -1,0 +1,160 @@
+//! The continuation token: what one invocation hands the next through
+//! CodePipeline.
+//!
+//! Compact JSON with a version field, so a token written by an older build is
+//! either understood or rejected with a clear message, never misread. It
+//! carries only what the next invocation cannot cheaply look up again; the
+//! configuration is re-read from the job each time.
+
+use serde::{Deserialize, Serialize};
+
+/// CodePipeline accepts continuation tokens of 1 to 2048 characters.
+pub const MAX_LEN: usize = 2048;
+const VERSION: u8 = 1;
+
+/// Where the action is, between two invocations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "p")]
+pub enum Phase {
+    /// Another deployment holds the lock; try to start again.
+    #[serde(rename = "lock")]
+    WaitLock {
+        #[serde(rename = "d")]
+        deployment: String,
+        /// Start attempts made so far in this action execution.
+        #[serde(rename = "n")]
+        tries: u32,
+    },
+    /// The last start failed transiently; start the next attempt.
+    #[serde(rename = "start")]
+    Start {
+        #[serde(rename = "d")]
+        deployment: String,
+        #[serde(rename = "n")]
+        tries: u32,
+    },
+    /// The migration task is running; check on it.
+    #[serde(rename = "watch")]
+    Watch(Watch),
+}
+
+/// What watching a task needs: which task, which container decides, and
+/// where its logs are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watch {
+    #[serde(rename = "d")]
+    pub deployment: String,
+    #[serde(rename = "a")]
+    pub attempt: u32,
+    #[serde(rename = "n")]
+    pub tries: u32,
+    #[serde(rename = "t")]
+    pub task_arn: String,
+    #[serde(rename = "c")]
+    pub container: String,
+    /// `awslogs` group and stream prefix of the decisive container.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u8,
+    #[serde(flatten)]
+    phase: Phase,
+}
+
+impl Phase {
+    /// The deployment this token belongs to.
+    pub fn deployment(&self) -> &str {
+        match self {
+            Phase::WaitLock { deployment, .. } | Phase::Start { deployment, .. } => deployment,
+            Phase::Watch(w) => &w.deployment,
+        }
+    }
+
+    /// The token text. Fails only if identifiers are absurdly long.
+    pub fn encode(&self) -> Result<String, String> {
+        let text = serde_json::to_string(&Envelope {
+            v: VERSION,
+            phase: self.clone(),
+        })
+        .expect("token serialises");
+        if text.len() > MAX_LEN {
+            return Err(format!(
+                "continuation token would be {} characters, over CodePipeline's {MAX_LEN}; shorten the deployment id",
+                text.len()
+            ));
+        }
+        Ok(text)
+    }
+
+    /// Reads a token written by [`Phase::encode`].
+    pub fn decode(text: &str) -> Result<Phase, String> {
+        let envelope: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("continuation token is not one migrate-once wrote ({e})"))?;
+        match envelope.get("v").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(VERSION) => {}
+            other => {
+                return Err(format!(
+                    "continuation token has version {other:?}, this build reads version {VERSION}; retry the stage to start over"
+                ));
+            }
+        }
+        serde_json::from_value::<Envelope>(envelope)
+            .map(|e| e.phase)
+            .map_err(|e| format!("continuation token is not one migrate-once wrote ({e})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_compactly() {
+        let phase = Phase::Watch(Watch {
+            deployment: "6c1f2a0e-7d8b-4a51-9a3c-1f2e3d4c5b6a".into(),
+            attempt: 2,
+            tries: 1,
+            task_arn:
+                "arn:aws:ecs:eu-west-1:123456789012:task/prod/0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+                    .into(),
+            container: "app".into(),
+            logs: Some(("/ecs/app".into(), "migrate".into())),
+        });
+        let text = phase.encode().unwrap();
+        assert!(text.starts_with(r#"{"v":1,"p":"watch""#), "{text}");
+        assert!(text.len() < 300, "{}", text.len());
+        assert_eq!(Phase::decode(&text).unwrap(), phase);
+
+        let phase = Phase::WaitLock {
+            deployment: "d".into(),
+            tries: 0,
+        };
+        assert_eq!(Phase::decode(&phase.encode().unwrap()).unwrap(), phase);
+    }
+
+    #[test]
+    fn rejects_foreign_and_future_tokens() {
+        for text in [
+            "",
+            "abc",
+            "{}",
+            r#"{"v":2,"p":"watch"}"#,
+            r#"{"v":1,"p":"dance"}"#,
+            "[1]",
+        ] {
+            assert!(Phase::decode(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_exceed_the_limit() {
+        let phase = Phase::Start {
+            deployment: "x".repeat(3000),
+            tries: 1,
+        };
+        assert!(phase.encode().is_err());
+    }
+}
