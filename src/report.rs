@@ -84,48 +84,32 @@ pub async fn send(pipeline: &Client, job_id: &str, report: &Report) -> Result<Se
             .set_external_execution_id(task_arn.as_deref().map(|t| truncate(t, MAX_EXTERNAL_ID)))
             .build()
     };
-    let (api, result) = match report {
+    let request = match report {
         Report::InProgress {
             token,
             summary,
             percent,
             task_arn,
-        } => (
-            "codepipeline:PutJobSuccessResult",
-            pipeline
-                .put_job_success_result()
-                .job_id(job_id)
-                .continuation_token(token)
-                .execution_details(details(summary, *percent, task_arn))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| refused_or(e, "codepipeline:PutJobSuccessResult")),
-        ),
+        } => pipeline
+            .put_job_success_result()
+            .continuation_token(token)
+            .execution_details(details(summary, *percent, task_arn)),
         Report::Succeeded {
             summary,
             task_arn,
             outputs,
-        } => (
-            "codepipeline:PutJobSuccessResult",
-            pipeline
-                .put_job_success_result()
-                .job_id(job_id)
-                .execution_details(details(summary, Some(100), task_arn))
-                .set_output_variables(
-                    (!outputs.is_empty()).then(|| outputs.clone().into_iter().collect()),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| refused_or(e, "codepipeline:PutJobSuccessResult")),
-        ),
+        } => pipeline
+            .put_job_success_result()
+            .execution_details(details(summary, Some(100), task_arn))
+            .set_output_variables(
+                (!outputs.is_empty()).then(|| outputs.clone().into_iter().collect()),
+            ),
         Report::Failed {
             failure_type,
             message,
             task_arn,
         } => {
-            let details = FailureDetails::builder()
+            let failure = FailureDetails::builder()
                 .r#type(failure_type.clone())
                 .message(truncate(message, MAX_MESSAGE))
                 .set_external_execution_id(
@@ -133,50 +117,42 @@ pub async fn send(pipeline: &Client, job_id: &str, report: &Report) -> Result<Se
                 )
                 .build()
                 .expect("type and message are set");
-            (
-                "codepipeline:PutJobFailureResult",
-                pipeline
-                    .put_job_failure_result()
-                    .job_id(job_id)
-                    .failure_details(details)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| refused_or(e, "codepipeline:PutJobFailureResult")),
-            )
+            return match pipeline
+                .put_job_failure_result()
+                .job_id(job_id)
+                .failure_details(failure)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(Sent::Reported),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+                {
+                    Ok(already_reported(job_id))
+                }
+                Err(e) => Err(Failure::from_sdk("codepipeline:PutJobFailureResult", e)),
+            };
         }
     };
-    match result {
-        Ok(()) => Ok(Sent::Reported),
-        Err(None) => {
-            tracing::info!(api, job_id, "job was already reported (duplicate delivery)");
-            Ok(Sent::AlreadyReported)
+    match request.job_id(job_id).send().await {
+        Ok(_) => Ok(Sent::Reported),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_invalid_job_state_exception()) =>
+        {
+            Ok(already_reported(job_id))
         }
-        Err(Some(failure)) => Err(failure),
+        Err(e) => Err(Failure::from_sdk("codepipeline:PutJobSuccessResult", e)),
     }
 }
 
-/// `None` when CodePipeline refused because the job is no longer waiting
-/// for a report; otherwise the classified failure.
-fn refused_or<E>(
-    err: aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-    api: &'static str,
-) -> Option<Failure>
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-    match err.code() {
-        Some("InvalidJobStateException") => None,
-        _ => Some(Failure::from_sdk(api, err)),
-    }
+fn already_reported(job_id: &str) -> Sent {
+    tracing::info!(
+        job_id,
+        "job was already reported (a duplicate delivery); nothing to do"
+    );
+    Sent::AlreadyReported
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut.
