@@ -62,6 +62,9 @@ impl Job {
 /// The fields of a CodePipeline EventBridge event we use.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PipelineEvent {
+    /// The EventBridge event id: the same on every delivery of one event.
+    #[serde(skip)]
+    pub event_id: String,
     pub pipeline: String,
     #[serde(rename = "execution-id")]
     pub execution_id: String,
@@ -76,6 +79,8 @@ pub struct PipelineEvent {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RerunRequest {
+    #[serde(skip)]
+    pub event_id: String,
     pub pipeline: String,
     pub stage: String,
     #[serde(default)]
@@ -95,6 +100,7 @@ pub fn parse(event: Value) -> Result<Event, String> {
             .map_err(|e| format!("malformed CodePipeline job event: {e}"));
     }
     let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
+    let event_id = text("id").to_owned();
     let detail = event.get("detail").cloned().unwrap_or(Value::Null);
     let state = detail
         .get("state")
@@ -102,6 +108,10 @@ pub fn parse(event: Value) -> Result<Event, String> {
         .unwrap_or_default();
     let pipeline_event = || {
         serde_json::from_value::<PipelineEvent>(detail.clone())
+            .map(|e| PipelineEvent {
+                event_id: event_id.clone(),
+                ..e
+            })
             .map_err(|e| format!("malformed {} event: {e}", text("detail-type")))
     };
     match (text("source"), text("detail-type")) {
@@ -113,9 +123,16 @@ pub fn parse(event: Value) -> Result<Event, String> {
         {
             pipeline_event().map(Event::PipelineStopped)
         }
-        ("migrate-once", "Migration Rerun Requested") => serde_json::from_value(detail)
-            .map(Event::RerunRequested)
-            .map_err(|e| format!("malformed Migration Rerun Requested event: {e}")),
+        ("migrate-once", "Migration Rerun Requested") => {
+            serde_json::from_value::<RerunRequest>(detail)
+                .map(|r| {
+                    Event::RerunRequested(RerunRequest {
+                        event_id: event_id.clone(),
+                        ..r
+                    })
+                })
+                .map_err(|e| format!("malformed Migration Rerun Requested event: {e}"))
+        }
         (source, detail_type) => Err(format!(
             "unrecognised event (source {source:?}, detail-type {detail_type:?}, state {state:?}); {ACCEPTED}"
         )),
@@ -168,12 +185,13 @@ mod tests {
         .unwrap();
         assert!(matches!(stopped, Event::PipelineStopped(_)));
         let rerun = load(
-            r#"{"source":"migrate-once","detail-type":"Migration Rerun Requested","detail":{"pipeline":"p","stage":"s"}}"#,
+            r#"{"id":"ev-1","source":"migrate-once","detail-type":"Migration Rerun Requested","detail":{"pipeline":"p","stage":"s"}}"#,
         )
         .unwrap();
         assert_eq!(
             rerun,
             Event::RerunRequested(RerunRequest {
+                event_id: "ev-1".into(),
                 pipeline: "p".into(),
                 stage: "s".into(),
                 execution_id: None

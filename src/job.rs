@@ -636,7 +636,7 @@ fn epoch_secs(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     DateTime::from_secs(epoch_secs(t) as i64)
         .fmt(Format::DateTime)
         .unwrap_or_default()

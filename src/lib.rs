@@ -6,6 +6,7 @@
 //! - [`event`]: the events the function accepts, parsed leniently.
 //! - [`config`]: UserParameters merged over `MIGRATE_ONCE_*` defaults.
 //! - [`job`]: a CodePipeline job from event to report — the state machine.
+//! - [`rerun`]: EventBridge-driven reruns and stops.
 //! - [`state`]: the per-deployment state record in SSM, and what a start makes of it.
 //! - [`lock`]: the lock that keeps two deployments from migrating at once.
 //! - [`task`]: the ECS task: decisive container, idempotent RunTask, describe, stop.
@@ -21,6 +22,7 @@ pub mod job;
 pub mod lock;
 pub mod outcome;
 pub mod report;
+pub mod rerun;
 pub mod state;
 pub mod task;
 pub mod token;
@@ -31,6 +33,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 
 use crate::event::Event;
+use crate::rerun::Rerunner;
 
 /// The AWS clients, built once per cold start and lent to every invocation.
 #[derive(Debug, Clone)]
@@ -57,6 +60,8 @@ pub struct Function {
     pub clients: Clients,
     /// The `MIGRATE_ONCE_*` environment variables, read once.
     pub defaults: Vec<(String, String)>,
+    /// This function's name, to find its actions in a pipeline.
+    pub function_name: String,
 }
 
 impl Function {
@@ -65,11 +70,18 @@ impl Function {
         let defaults = std::env::vars()
             .filter(|(name, _)| name.starts_with(config::ENV_PREFIX))
             .collect();
-        Function { clients, defaults }
+        let function_name =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "migrate-once".into());
+        Function {
+            clients,
+            defaults,
+            function_name,
+        }
     }
 
-    /// Handles one invocation. Returns `Err` only when the event is not one we
-    /// accept, or a job could not be reported (so Lambda delivers it again).
+    /// Handles one invocation. Returns `Err` when the event is not one we
+    /// accept, when a job could not be reported, or when an EventBridge
+    /// action failed (so Lambda delivers it again; every path is idempotent).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
         let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
         match event::parse(event.payload)? {
@@ -79,15 +91,23 @@ impl Function {
                     Box::pin(job::handle(&self.clients, &self.defaults, &job, deadline)).await?;
                 Ok(json!({ "job": job.id, "reported": format!("{sent:?}") }))
             }
-            other => Err(format!(
-                "{} events are not handled by this version; accepted: CodePipeline job events",
-                match other {
-                    Event::ActionFailed(_) => "action failed",
-                    Event::PipelineStopped(_) => "pipeline stopped",
-                    _ => "rerun request",
-                }
-            )
-            .into()),
+            Event::ActionFailed(event) => {
+                Ok(json!({ "done": self.rerunner().action_failed(&event).await? }))
+            }
+            Event::PipelineStopped(event) => {
+                Ok(json!({ "done": self.rerunner().pipeline_stopped(&event).await? }))
+            }
+            Event::RerunRequested(request) => {
+                Ok(json!({ "done": self.rerunner().rerun_requested(&request).await? }))
+            }
+        }
+    }
+
+    fn rerunner(&self) -> Rerunner<'_> {
+        Rerunner {
+            clients: &self.clients,
+            defaults: &self.defaults,
+            function_name: &self.function_name,
         }
     }
 }

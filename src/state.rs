@@ -34,9 +34,11 @@ pub enum FailureClass {
 
 /// The JSON value of the state parameter.
 ///
-/// `jobId` (the CodePipeline job that started the current attempt) is our
-/// addition to the SPEC's fields: it tells a duplicate delivery of that job
-/// (resume, never start again) from a stage retry (a new job: new attempt).
+/// `jobId` (the CodePipeline job that started the current attempt) and
+/// `eventId` are our additions to the SPEC's fields: the first tells a
+/// duplicate delivery of that job (resume, never start again) from a stage
+/// retry (a new job: new attempt); the second makes EventBridge-driven
+/// reruns and stops happen once per event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct State {
@@ -57,6 +59,10 @@ pub struct State {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// The last EventBridge event acted on, so a second delivery of the same
+    /// event does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 impl State {
@@ -73,6 +79,7 @@ impl State {
             started_at: Some(now.to_owned()),
             finished_at: None,
             job_id: Some(job_id.to_owned()),
+            event_id: None,
         }
     }
 

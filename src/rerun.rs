@@ -1,0 +1,443 @@
+//! EventBridge reruns and stops (SPEC §6).
+//!
+//! The same function, invoked by EventBridge rules, reruns a stage whose
+//! migration failed for a transient reason, reruns a stage on an operator's
+//! request, and stops the migration task when the pipeline execution is
+//! stopped. EventBridge delivers at least once: every path checks the state
+//! record first, and records the event id it acted on, so a second delivery
+//! of the same event does nothing.
+//!
+//! The action's configuration is not in these events: it is found with
+//! GetPipeline, as the Invoke action of the stage whose `FunctionName` is
+//! this function.
+
+use aws_sdk_codepipeline::types::StageRetryMode;
+use tracing::{info, warn};
+
+use crate::Clients;
+use crate::config::{self, Config};
+use crate::event::{PipelineEvent, RerunRequest};
+use crate::failure::Failure;
+use crate::state::{self, FailureClass, State, Status};
+use crate::{lock, task};
+
+/// The variable CodePipeline resolves to the execution id.
+const EXECUTION_ID_VARIABLE: &str = "#{codepipeline.PipelineExecutionId}";
+
+/// The action of a pipeline that runs this function, and its configuration.
+#[derive(Debug)]
+struct Action {
+    stage: String,
+    name: String,
+    config: Config,
+    /// The deployment id the action uses for `execution_id`.
+    deployment: String,
+}
+
+/// Who is asking: the clients, the config defaults, and our own name.
+pub struct Rerunner<'a> {
+    pub clients: &'a Clients,
+    pub defaults: &'a [(String, String)],
+    /// `AWS_LAMBDA_FUNCTION_NAME`: actions pointing elsewhere are not ours.
+    pub function_name: &'a str,
+}
+
+impl Rerunner<'_> {
+    /// An action failed: rerun its stage if the failure was transient and
+    /// reruns are left. Returns what was done, for the log and the result.
+    pub async fn action_failed(&self, event: &PipelineEvent) -> Result<String, Failure> {
+        let actions = self
+            .actions(&event.pipeline, &event.execution_id, event.stage.as_deref())
+            .await?;
+        let Some(action) = actions
+            .into_iter()
+            .find(|a| event.action.as_deref().is_none_or(|name| name == a.name))
+        else {
+            return Ok(nothing(format!(
+                "action {:?} of pipeline {} does not run this function",
+                event.action, event.pipeline
+            )));
+        };
+        let ssm = &self.clients.ssm;
+        let record = state::read(ssm, &action.config.state_parameter).await?;
+        match rerun_decision(
+            record.as_ref(),
+            &action.deployment,
+            &event.event_id,
+            action.config.max_auto_reruns,
+        ) {
+            Err(why) => Ok(nothing(format!(
+                "not rerunning stage {}: {why}",
+                action.stage
+            ))),
+            Ok(record) => {
+                // Count the rerun before asking for it: a crash in between
+                // costs a rerun, never causes two.
+                let counted = State {
+                    reruns: record.reruns + 1,
+                    event_id: Some(event.event_id.clone()),
+                    ..record.clone()
+                };
+                state::write(ssm, &action.config.state_parameter, &counted).await?;
+                self.retry_stage(&event.pipeline, &action.stage, &event.execution_id)
+                    .await
+                    .map(|done| {
+                        format!(
+                            "{done} (automatic rerun {} of {})",
+                            counted.reruns, action.config.max_auto_reruns
+                        )
+                    })
+            }
+        }
+    }
+
+    /// An operator asked for a rerun of a stage: rerun it if it failed.
+    pub async fn rerun_requested(&self, request: &RerunRequest) -> Result<String, Failure> {
+        let executions = self
+            .clients
+            .pipeline
+            .list_pipeline_executions()
+            .pipeline_name(&request.pipeline)
+            .max_results(20)
+            .send()
+            .await
+            .map_err(|e| Failure::from_sdk("codepipeline:ListPipelineExecutions", e))?;
+        let summaries = executions.pipeline_execution_summaries();
+        let execution = match &request.execution_id {
+            Some(id) => summaries
+                .iter()
+                .find(|s| s.pipeline_execution_id() == Some(id)),
+            None => summaries.first(),
+        };
+        let Some(execution) = execution else {
+            return Ok(nothing(format!(
+                "nothing to rerun: no {} execution of pipeline {}",
+                request
+                    .execution_id
+                    .as_deref()
+                    .map(|id| format!("recent {id}"))
+                    .unwrap_or_else(|| "".into()),
+                request.pipeline
+            )));
+        };
+        let execution_id = execution
+            .pipeline_execution_id()
+            .unwrap_or_default()
+            .to_owned();
+        let status = execution.status().map(|s| s.as_str()).unwrap_or("Unknown");
+        if status != "Failed" {
+            return Ok(nothing(format!(
+                "nothing to rerun: execution {execution_id} of pipeline {} is {status}, not Failed",
+                request.pipeline
+            )));
+        }
+        // A second delivery of the same request must not rerun twice.
+        let actions = self
+            .actions(&request.pipeline, &execution_id, Some(&request.stage))
+            .await?;
+        if let Some(action) = actions.first() {
+            let ssm = &self.clients.ssm;
+            let record = state::read(ssm, &action.config.state_parameter).await?;
+            if let Some(record) = record.filter(|r| r.deployment == action.deployment) {
+                if record.event_id.as_deref() == Some(request.event_id.as_str()) {
+                    return Ok(nothing(format!(
+                        "rerun request {} was already handled",
+                        request.event_id
+                    )));
+                }
+                let marked = State {
+                    event_id: Some(request.event_id.clone()),
+                    ..record
+                };
+                state::write(ssm, &action.config.state_parameter, &marked).await?;
+            }
+        }
+        self.retry_stage(&request.pipeline, &request.stage, &execution_id)
+            .await
+    }
+
+    /// The pipeline execution was stopped: stop its migration task if the
+    /// action asks for that (`stopOnPipelineStop`).
+    pub async fn pipeline_stopped(&self, event: &PipelineEvent) -> Result<String, Failure> {
+        let mut done = Vec::new();
+        for action in self
+            .actions(&event.pipeline, &event.execution_id, None)
+            .await?
+        {
+            let config = &action.config;
+            if !config.stop_on_pipeline_stop {
+                done.push(format!(
+                    "stage {}: stopOnPipelineStop is false; the migration runs on",
+                    action.stage
+                ));
+                continue;
+            }
+            let ssm = &self.clients.ssm;
+            let record = state::read(ssm, &config.state_parameter).await?;
+            let running =
+                record.filter(|r| r.deployment == action.deployment && r.status == Status::Running);
+            let Some((record, task_arn)) = running.and_then(|r| r.task_arn.clone().map(|t| (r, t)))
+            else {
+                done.push(format!(
+                    "stage {}: no migration of execution {} is running",
+                    action.stage, event.execution_id
+                ));
+                continue;
+            };
+            let reason = format!(
+                "migrate-once: pipeline execution {} was stopped",
+                event.execution_id
+            );
+            task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await?;
+            let now = crate::job::rfc3339(std::time::SystemTime::now());
+            let stopped = State {
+                event_id: Some(event.event_id.clone()),
+                ..record.finished(Status::Failed, None, Some(FailureClass::Permanent), &now)
+            };
+            state::write(ssm, &config.state_parameter, &stopped).await?;
+            if let Some(lock_name) = &config.lock {
+                lock::release(ssm, lock_name, &action.deployment).await?;
+            }
+            done.push(format!(
+                "stage {}: stopped task {}",
+                action.stage,
+                task::task_id(&task_arn)
+            ));
+        }
+        let summary = if done.is_empty() {
+            format!(
+                "pipeline {} has no action running this function",
+                event.pipeline
+            )
+        } else {
+            done.join("; ")
+        };
+        info!(pipeline = %event.pipeline, execution = %event.execution_id, "{summary}");
+        Ok(summary)
+    }
+
+    /// RetryStageExecution with FAILED_ACTIONS. The refusals that mean "not
+    /// now" (not the latest execution, stage not retryable, already being
+    /// retried) are logged and answered, never retried: no retry storm.
+    async fn retry_stage(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        execution_id: &str,
+    ) -> Result<String, Failure> {
+        let result = self
+            .clients
+            .pipeline
+            .retry_stage_execution()
+            .pipeline_name(pipeline)
+            .stage_name(stage)
+            .pipeline_execution_id(execution_id)
+            .retry_mode(StageRetryMode::FailedActions)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                let done = format!(
+                    "reran the failed actions of stage {stage} of {pipeline} (execution {execution_id})"
+                );
+                info!("{done}");
+                Ok(done)
+            }
+            Err(e) => {
+                let refusal = e.as_service_error().and_then(|s| {
+                    if s.is_not_latest_pipeline_execution_exception() {
+                        Some("it is not the latest execution")
+                    } else if s.is_stage_not_retryable_exception() {
+                        Some("the stage is not retryable (it did not fail, or is still running)")
+                    } else if s.is_conflict_exception() {
+                        Some("a retry is already in progress")
+                    } else {
+                        None
+                    }
+                });
+                match refusal {
+                    Some(why) => Ok(nothing(format!(
+                        "CodePipeline declined to rerun stage {stage} of {pipeline} (execution {execution_id}): {why}"
+                    ))),
+                    None => Err(Failure::from_sdk("codepipeline:RetryStageExecution", e)),
+                }
+            }
+        }
+    }
+
+    /// The Invoke actions of `pipeline` (in `stage`, if given) that run this
+    /// function, with their configuration for `execution_id`.
+    async fn actions(
+        &self,
+        pipeline: &str,
+        execution_id: &str,
+        stage: Option<&str>,
+    ) -> Result<Vec<Action>, Failure> {
+        let out = self
+            .clients
+            .pipeline
+            .get_pipeline()
+            .name(pipeline)
+            .send()
+            .await
+            .map_err(|e| Failure::from_sdk("codepipeline:GetPipeline", e))?;
+        let mut actions = Vec::new();
+        let stages = out.pipeline().map(|p| p.stages()).unwrap_or_default();
+        for declared in stages
+            .iter()
+            .filter(|s| stage.is_none_or(|name| name == s.name()))
+        {
+            for action in declared.actions() {
+                let is_lambda = action
+                    .action_type_id()
+                    .is_some_and(|t| t.category().as_str() == "Invoke" && t.provider() == "Lambda");
+                let configuration = action.configuration().cloned().unwrap_or_default();
+                let targets_us = configuration
+                    .get("FunctionName")
+                    .is_some_and(|f| targets_function(f, self.function_name));
+                if !(is_lambda && targets_us) {
+                    continue;
+                }
+                let user_parameters = configuration
+                    .get("UserParameters")
+                    .map(|p| p.replace(EXECUTION_ID_VARIABLE, execution_id));
+                let env = self.defaults.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let config = config::resolve(user_parameters.as_deref(), env).map_err(|e| {
+                    Failure::Configuration(format!(
+                        "action {} of stage {} in pipeline {pipeline}: {e}",
+                        action.name(),
+                        declared.name()
+                    ))
+                })?;
+                actions.push(Action {
+                    stage: declared.name().to_owned(),
+                    name: action.name().to_owned(),
+                    deployment: config
+                        .deployment
+                        .clone()
+                        .unwrap_or_else(|| execution_id.to_owned()),
+                    config,
+                });
+            }
+        }
+        Ok(actions)
+    }
+}
+
+/// Logs and returns a "did nothing, and why".
+fn nothing(why: String) -> String {
+    info!("{why}");
+    why
+}
+
+/// Whether an action's `FunctionName` (name, `name:alias` or ARN) is us.
+fn targets_function(configured: &str, function_name: &str) -> bool {
+    let name = configured
+        .split_once(":function:")
+        .map(|(_, rest)| rest)
+        .unwrap_or(configured);
+    let name = name.split(':').next().unwrap_or(name);
+    name == function_name
+}
+
+/// The state record when an automatic rerun is due, or why not.
+fn rerun_decision<'s>(
+    record: Option<&'s State>,
+    deployment: &str,
+    event_id: &str,
+    max_auto_reruns: u32,
+) -> Result<&'s State, String> {
+    let record = record
+        .filter(|r| r.deployment == deployment)
+        .ok_or_else(|| format!("the state record is not for deployment {deployment}"))?;
+    if record.event_id.as_deref() == Some(event_id) {
+        return Err(format!("event {event_id} was already handled"));
+    }
+    if record.status != Status::Failed {
+        return Err(format!("the migration is {:?}, not failed", record.status));
+    }
+    if record.failure_class != Some(FailureClass::Transient) {
+        return Err(
+            "the failure was permanent (the migration itself failed, or could not start for good)"
+                .into(),
+        );
+    }
+    if record.reruns >= max_auto_reruns {
+        warn!(reruns = record.reruns, "automatic reruns used up");
+        return Err(format!(
+            "{} of {max_auto_reruns} automatic reruns are used up",
+            record.reruns
+        ));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_our_function_by_name_alias_or_arn() {
+        assert!(targets_function("migrate-once", "migrate-once"));
+        assert!(targets_function("migrate-once:live", "migrate-once"));
+        assert!(targets_function(
+            "arn:aws:lambda:eu-west-1:1:function:migrate-once",
+            "migrate-once"
+        ));
+        assert!(targets_function(
+            "arn:aws:lambda:eu-west-1:1:function:migrate-once:3",
+            "migrate-once"
+        ));
+        assert!(!targets_function("migrate-twice", "migrate-once"));
+    }
+
+    #[test]
+    fn automatic_reruns_only_for_fresh_transient_failures_within_budget() {
+        let failed = |class, reruns, event: Option<&str>| State {
+            reruns,
+            event_id: event.map(Into::into),
+            ..State::starting("exec", 1, 0, "job", "t").finished(
+                Status::Failed,
+                None,
+                Some(class),
+                "t",
+            )
+        };
+        let transient = failed(FailureClass::Transient, 0, None);
+        assert!(rerun_decision(Some(&transient), "exec", "e1", 2).is_ok());
+        assert!(rerun_decision(Some(&transient), "other", "e1", 2).is_err());
+        assert!(rerun_decision(None, "exec", "e1", 2).is_err());
+        assert!(
+            rerun_decision(
+                Some(&failed(FailureClass::Permanent, 0, None)),
+                "exec",
+                "e1",
+                2
+            )
+            .is_err()
+        );
+        assert!(
+            rerun_decision(
+                Some(&failed(FailureClass::Transient, 2, None)),
+                "exec",
+                "e1",
+                2
+            )
+            .is_err()
+        );
+        let handled = failed(FailureClass::Transient, 1, Some("e1"));
+        assert!(
+            rerun_decision(Some(&handled), "exec", "e1", 2)
+                .unwrap_err()
+                .contains("already handled")
+        );
+        assert!(rerun_decision(Some(&handled), "exec", "e2", 2).is_ok());
+        let succeeded = State::starting("exec", 1, 0, "job", "t").finished(
+            Status::Succeeded,
+            Some(0),
+            None,
+            "t",
+        );
+        assert!(rerun_decision(Some(&succeeded), "exec", "e1", 2).is_err());
+    }
+}
