@@ -19,9 +19,13 @@ async fn main() -> Result<(), Error> {
         .build_https();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
+        // Lambda always sets AWS_REGION. (The default region chain would also
+        // build an IMDS client, which needs the default HTTPS client we leave out.)
         .region(
-            aws_config::meta::region::RegionProviderChain::default_provider()
-                .or_else(Region::new("us-east-1")),
+            aws_config::meta::region::RegionProviderChain::first_try(
+                aws_config::environment::region::EnvironmentVariableRegionProvider::new(),
+            )
+            .or_else(Region::new("us-east-1")),
         )
         // Standard retries with jittered backoff: throttling and 5xx are
         // retried a few times before a call fails as SystemUnavailable.

@@ -1,0 +1,95 @@
+//! Identifiers that look like AWS's: job ids (UUIDs), task ids (32 hex
+//! digits), X-Ray trace ids.
+//!
+//! They are unique within a process (a counter mixed by splitmix64, seeded
+//! from the clock), so two control planes in one test binary never hand out
+//! the same job id, and a test failure names ids a person can grep for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ ((std::process::id() as u64) << 32)
+    })
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn next_u64() -> u64 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    splitmix64(seed().wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D)))
+}
+
+/// 32 lowercase hex digits, the shape of an ECS task id.
+pub fn hex32() -> String {
+    format!("{:016x}{:016x}", next_u64(), next_u64())
+}
+
+/// A random-looking version-4 UUID, the shape of a CodePipeline job id.
+pub fn uuid() -> String {
+    let a = next_u64();
+    let b = next_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// An X-Ray trace header value as Lambda hands it to the runtime
+/// (`Root=1-<epoch hex>-<24 hex>;Parent=<16 hex>;Sampled=0`).
+pub fn trace_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let a = next_u64();
+    let b = next_u64();
+    format!(
+        "Root=1-{secs:08x}-{:08x}{:016x};Parent={:016x};Sampled=0",
+        a >> 32,
+        b,
+        next_u64()
+    )
+}
+
+/// The `Root=` part of a trace header, which is what identifies the
+/// invocation even if the SDK or runtime rewrites the other parts.
+pub fn trace_root(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_aws_shapes_and_differ() {
+        let u = uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.chars().filter(|c| *c == '-').count(), 4);
+        assert_ne!(uuid(), uuid());
+        assert_eq!(hex32().len(), 32);
+        let t = trace_id();
+        assert!(t.starts_with("Root=1-"));
+        assert!(trace_root(&t).is_some_and(|r| r.len() == 35));
+    }
+}
