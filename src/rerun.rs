@@ -54,8 +54,11 @@ impl Rerunner<'_> {
             .find(|a| event.action.as_deref().is_none_or(|name| name == a.name))
         else {
             return Ok(nothing(format!(
-                "action {:?} of pipeline {} does not run this function",
-                event.action, event.pipeline
+                "not rerunning: action {} of stage {} in pipeline {} does not run this function ({})",
+                event.action.as_deref().unwrap_or("(unnamed)"),
+                event.stage.as_deref().unwrap_or("(any)"),
+                event.pipeline,
+                self.function_name
             )));
         };
         let ssm = &self.clients.ssm;
@@ -92,6 +95,9 @@ impl Rerunner<'_> {
     }
 
     /// An operator asked for a rerun of a stage: rerun it if it failed.
+    ///
+    /// Only a stage that runs this function is rerun: the request names a
+    /// stage by hand, and a typo must not retry some other stage.
     pub async fn rerun_requested(&self, request: &RerunRequest) -> Result<String, Failure> {
         let executions = self
             .clients
@@ -110,15 +116,16 @@ impl Rerunner<'_> {
             None => summaries.first(),
         };
         let Some(execution) = execution else {
-            return Ok(nothing(format!(
-                "nothing to rerun: no {} execution of pipeline {}",
-                request
-                    .execution_id
-                    .as_deref()
-                    .map(|id| format!("recent {id}"))
-                    .unwrap_or_else(|| "".into()),
-                request.pipeline
-            )));
+            return Ok(nothing(match &request.execution_id {
+                Some(id) => format!(
+                    "nothing to rerun: execution {id} is not among the 20 latest of pipeline {}",
+                    request.pipeline
+                ),
+                None => format!(
+                    "nothing to rerun: pipeline {} has no executions",
+                    request.pipeline
+                ),
+            }));
         };
         let execution_id = execution
             .pipeline_execution_id()
@@ -131,26 +138,30 @@ impl Rerunner<'_> {
                 request.pipeline
             )));
         }
-        // A second delivery of the same request must not rerun twice.
         let actions = self
             .actions(&request.pipeline, &execution_id, Some(&request.stage))
             .await?;
-        if let Some(action) = actions.first() {
-            let ssm = &self.clients.ssm;
-            let record = state::read(ssm, &action.config.state_parameter).await?;
-            if let Some(record) = record.filter(|r| r.deployment == action.deployment) {
-                if record.event_id.as_deref() == Some(request.event_id.as_str()) {
-                    return Ok(nothing(format!(
-                        "rerun request {} was already handled",
-                        request.event_id
-                    )));
-                }
-                let marked = State {
-                    event_id: Some(request.event_id.clone()),
-                    ..record
-                };
-                state::write(ssm, &action.config.state_parameter, &marked).await?;
+        let Some(action) = actions.first() else {
+            return Ok(nothing(format!(
+                "not rerunning: stage {} of pipeline {} has no action that runs this function ({})",
+                request.stage, request.pipeline, self.function_name
+            )));
+        };
+        // A second delivery of the same request must not rerun twice.
+        let ssm = &self.clients.ssm;
+        let record = state::read(ssm, &action.config.state_parameter).await?;
+        if let Some(record) = record.filter(|r| r.deployment == action.deployment) {
+            if record.event_id.as_deref() == Some(request.event_id.as_str()) {
+                return Ok(nothing(format!(
+                    "rerun request {} was already handled",
+                    request.event_id
+                )));
             }
+            let marked = State {
+                event_id: Some(request.event_id.clone()),
+                ..record
+            };
+            state::write(ssm, &action.config.state_parameter, &marked).await?;
         }
         self.retry_stage(&request.pipeline, &request.stage, &execution_id)
             .await
@@ -206,8 +217,8 @@ impl Rerunner<'_> {
         }
         let summary = if done.is_empty() {
             format!(
-                "pipeline {} has no action running this function",
-                event.pipeline
+                "pipeline {} has no action that runs this function ({})",
+                event.pipeline, self.function_name
             )
         } else {
             done.join("; ")
