@@ -1,0 +1,91 @@
+# migrate-once: developer and CI entry points.
+#
+#   make test      installs the tools (.ci/install-tools), then fmt check, clippy,
+#                  tests, sam validate --lint, sam build (what CI runs: .ci/run)
+#   make build     sam build (arm64 bootstrap in .aws-sam/build/MigrateOnceFunction/)
+#   make zip-size  size of the built bootstrap and of its deployment zip
+#   make demo      runs the function against the local control plane
+#   make bench     cold start, peak RSS and AWS calls per phase (release build)
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+# The steps of `test` run in the order given, even under `make -j`.
+.NOTPARALLEL:
+
+# Never ask anything, never phone home.
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= never
+export PIP_NO_INPUT := 1
+
+CARGO ?= cargo
+SAM ?= sam
+PYTHON ?= python3
+BOOTSTRAP := .aws-sam/build/MigrateOnceFunction/bootstrap
+
+# Prints the size of the bootstrap and of a zip made the way `sam package`
+# makes it (zipfile, ZIP_DEFLATED), and the ELF machine of the binary.
+define ZIP_SIZE_PY
+import io, os, sys, zipfile
+path = sys.argv[1]
+with open(path, "rb") as f:
+    data = f.read()
+machine = {0xB7: "aarch64", 0x3E: "x86_64"}.get(int.from_bytes(data[18:20], "little"), "unknown")
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    info = zipfile.ZipInfo("bootstrap")
+    info.external_attr = 0o100755 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+size, zipped = len(data), len(buf.getvalue())
+print(f"bootstrap: {size} bytes ({size / 2**20:.2f} MiB), ELF {machine}")
+print(f"zip:       {zipped} bytes ({zipped / 2**20:.2f} MiB)")
+endef
+export ZIP_SIZE_PY
+
+define heading
+	@printf '\n==> %s\n' $(1)
+endef
+
+.PHONY: test tools fmt clippy unit validate build zip-size demo bench
+
+test: tools fmt clippy unit validate build zip-size
+
+tools:
+	$(call heading,"tools (.ci/install-tools): arm64 target; clippy; rustfmt; cargo-lambda; SAM CLI; cfn-lint; moto")
+	bash .ci/install-tools
+
+fmt:
+	$(call heading,"cargo fmt --all -- --check")
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(call heading,"cargo clippy --workspace --all-targets -- -D warnings")
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(call heading,"cargo test --workspace")
+	$(CARGO) test --workspace
+
+validate:
+	$(call heading,"sam validate --lint")
+	$(SAM) validate --lint < /dev/null
+
+build:
+	$(call heading,"sam build (arm64, cargo lambda build --release)")
+	$(SAM) build < /dev/null
+
+zip-size:
+	$(call heading,"size of the arm64 bootstrap and its zip")
+	@test -f $(BOOTSTRAP) || { echo "$(BOOTSTRAP) not found: run 'make build' first" >&2; exit 1; }
+	@$(PYTHON) -c "$$ZIP_SIZE_PY" $(BOOTSTRAP)
+
+demo:
+	$(call heading,"demo against the local control plane")
+	$(CARGO) build --bin migrate-once
+	$(CARGO) run -q -p local-aws --bin demo -- --bootstrap target/debug/migrate-once
+
+bench:
+	$(call heading,"benchmarks: cold start vs empty Rust and Python/boto3 handlers, peak RSS, AWS calls")
+	$(CARGO) build --release --bin migrate-once --example empty_handler
+	$(CARGO) run -q --release -p local-aws --bin bench
