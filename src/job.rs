@@ -95,12 +95,20 @@ impl<'a> Jobs<'a> {
                     .await
                     .or_else(|failure| Ok(Report::failed(&failure, Some(&task_arn))))
             }
-            Some(Phase::WaitLock { deployment, tries } | Phase::Start { deployment, tries }) => {
+            Some(Phase::WaitLock { deployment, tries }) => {
                 Deployment {
                     config,
                     id: deployment,
                 }
-                .start(self, tries)
+                .start(self, tries, false)
+                .await
+            }
+            Some(Phase::Start { deployment, tries }) => {
+                Deployment {
+                    config,
+                    id: deployment,
+                }
+                .start(self, tries, true)
                 .await
             }
             None => {
@@ -108,7 +116,7 @@ impl<'a> Jobs<'a> {
                     Some(id) => id.clone(),
                     None => self.execution_id().await?,
                 };
-                Deployment { config, id }.start(self, 0).await
+                Deployment { config, id }.start(self, 0, false).await
             }
         }
     }
@@ -140,21 +148,43 @@ impl<'a> Jobs<'a> {
 
 impl Deployment {
     /// Starts (or resumes) the migration for this deployment. `tries` counts
-    /// start attempts already made in this action execution.
+    /// start attempts already made in this action execution; `retrying` is
+    /// set when this job continues an action whose last start attempt failed.
     #[instrument(skip_all, fields(deployment = %self.id))]
-    async fn start(&self, jobs: &Jobs<'_>, tries: u32) -> Result<Report, Failure> {
+    async fn start(&self, jobs: &Jobs<'_>, tries: u32, retrying: bool) -> Result<Report, Failure> {
         let Clients { ssm, ecs, .. } = jobs.clients;
         let config = &self.config;
         let container = task::decisive_container(ecs, config).await?;
         let placement = task::placement(ecs, config).await?;
         let record = state::read(ssm, &config.state_parameter).await?;
+        // The record names the job that started the action execution, so a
+        // late duplicate of that job is told from a stage retry (a new job).
+        // A start retry within the same action keeps that job id: otherwise
+        // a late duplicate of the first job, seeing a failed attempt started
+        // by some other job, would start yet another attempt nobody watches.
+        let action_job = record
+            .as_ref()
+            .filter(|r| retrying && r.deployment == self.id)
+            .and_then(|r| r.job_id.clone())
+            .unwrap_or_else(|| jobs.job.id.clone());
 
-        let (attempt, reruns) = match state::plan_start(
-            record.as_ref(),
-            &self.id,
-            &jobs.job.id,
-            config.rerun,
+        // A start retry follows a *transient* failure only: a permanent one
+        // here means this is a late duplicate of an old retry job after the
+        // action already failed — say so again, start nothing.
+        let failed_for_good = record.as_ref().filter(|r| {
+            retrying
+                && r.deployment == self.id
+                && r.status == Status::Failed
+                && r.failure_class != Some(FailureClass::Transient)
+        });
+        let plan = match (
+            state::plan_start(record.as_ref(), &self.id, &jobs.job.id, config.rerun),
+            failed_for_good,
         ) {
+            (StartPlan::Run { .. }, Some(record)) => StartPlan::Replay(record.clone()),
+            (plan, _) => plan,
+        };
+        let (attempt, reruns) = match plan {
             StartPlan::AlreadySucceeded(record) => {
                 let mut report = self.success(&record, &container, None);
                 if let Report::Succeeded { summary, .. } = &mut report {
@@ -211,10 +241,14 @@ impl Deployment {
             }
         }
 
-        let started = State::starting(&self.id, attempt, reruns, &jobs.job.id, &rfc3339(now()));
-        state::write(ssm, &config.state_parameter, &started).await?;
-        for name in &config.reset_parameters {
-            state::put(ssm, name, "0", true).await?;
+        let started = State::starting(&self.id, attempt, reruns, &action_job, &rfc3339(now()));
+        if let Err(failure) = self.record_start(jobs, &started).await {
+            // Nothing was started: give the lock back rather than leave a
+            // holder that looks alive (`starting`) for 24 h. (A concurrent
+            // duplicate of this same job may have got further; it holds the
+            // same record, and its own terminal path records the outcome.)
+            self.release_lock(jobs).await;
+            return Err(failure);
         }
         let client_token = task::client_token(&config.state_parameter, &self.id, attempt);
         let tries = tries + 1;
@@ -250,7 +284,7 @@ impl Deployment {
                 })
             }
             Err(NotStarted::Attempt { reason, transient }) => {
-                self.start_failed(jobs, &started, &reason, transient, tries)
+                self.start_failed(jobs, &started, true, &reason, transient, tries)
                     .await
             }
             Err(NotStarted::Fatal(failure)) => {
@@ -367,12 +401,24 @@ impl Deployment {
                 State::starting(&self.id, watch.attempt, 0, &jobs.job.id, &rfc3339(now()))
             })
         };
+        // A duplicate finishing an attempt already recorded as over keeps
+        // the record as first written (its `finishedAt` included).
+        let recorded = matches!(base.status, Status::Succeeded | Status::Failed)
+            .then(|| base.finished_at.clone())
+            .flatten();
         let record_end = |done: State| async move {
-            if ours {
-                self.record_end(jobs, &done).await;
-            } else {
+            if !ours {
                 warn!("the state record has moved on to another attempt; leaving it alone");
+                return done;
             }
+            if let Some(finished_at) = recorded.filter(|_| done.status == base.status) {
+                self.release_lock(jobs).await;
+                return State {
+                    finished_at: Some(finished_at),
+                    ..done
+                };
+            }
+            self.record_end(jobs, &done).await;
             done
         };
         let finished_at = rfc3339(now());
@@ -441,7 +487,7 @@ impl Deployment {
                     ),
                     None => format!("task {task_id}: {reason}"),
                 };
-                self.start_failed(jobs, &base, &reason, transient, watch.tries)
+                self.start_failed(jobs, &base, ours, &reason, transient, watch.tries)
                     .await
             }
             Outcome::Running { .. } => {
@@ -451,10 +497,17 @@ impl Deployment {
     }
 
     /// A start attempt failed: record it, then retry or give up.
+    ///
+    /// `ours` is false when the state record has moved on (a late duplicate
+    /// watching an attempt that a newer one, or another deployment, has
+    /// replaced): then nothing is written and no lock is touched — the
+    /// record and the lock belong to whoever replaced us — and the report
+    /// (most likely refused as already sent) is all that is left.
     async fn start_failed(
         &self,
         jobs: &Jobs<'_>,
         record: &State,
+        ours: bool,
         reason: &str,
         transient: bool,
         tries: u32,
@@ -469,7 +522,9 @@ impl Deployment {
         match outcome::after_start_failure(transient, tries, max) {
             AfterStartFailure::Retry => {
                 // Keep the lock: the next attempt follows right away.
-                state::write(&jobs.clients.ssm, &self.config.state_parameter, &failed).await?;
+                if ours {
+                    state::write(&jobs.clients.ssm, &self.config.state_parameter, &failed).await?;
+                }
                 warn!(reason, tries, "start attempt failed; retrying");
                 Ok(Report::InProgress {
                     token: self.token(Phase::Start {
@@ -485,7 +540,9 @@ impl Deployment {
                 })
             }
             AfterStartFailure::Exhausted => {
-                self.record_end(jobs, &failed).await;
+                if ours {
+                    self.record_end(jobs, &failed).await;
+                }
                 Err(Failure::Unavailable {
                     api: "ecs:RunTask",
                     detail: format!(
@@ -494,7 +551,9 @@ impl Deployment {
                 })
             }
             AfterStartFailure::Permanent => {
-                self.record_end(jobs, &failed).await;
+                if ours {
+                    self.record_end(jobs, &failed).await;
+                }
                 Err(Failure::Job(format!(
                     "The migration task could not start (attempt {}, deployment {}): {reason}. \
                      Check the image, secrets and network of the task definition, then retry the stage.",
@@ -507,13 +566,37 @@ impl Deployment {
     /// Writes a terminal state record and releases the lock. Failures here
     /// are logged, not reported: the outcome is what the pipeline must see,
     /// and a stale lock is taken over once its holder's task has stopped.
+    ///
+    /// Why the invariants survive a failure here: the lock is released even
+    /// when the state write failed, and a lock whose release failed is
+    /// stale as soon as the holder's state is terminal or its task stopped
+    /// ([`lock`]). A state write that failed leaves the record `running`
+    /// with this task: a re-delivery or stage retry of this deployment
+    /// watches the same (stopped) task and records the outcome then — it
+    /// never starts another.
     async fn record_end(&self, jobs: &Jobs<'_>, record: &State) {
         let ssm = &jobs.clients.ssm;
         if let Err(failure) = state::write(ssm, &self.config.state_parameter, record).await {
             warn!(%failure, "could not record the outcome in the state parameter");
         }
+        self.release_lock(jobs).await;
+    }
+
+    /// Writes the `starting` record and resets the `resetParameters`.
+    async fn record_start(&self, jobs: &Jobs<'_>, started: &State) -> Result<(), Failure> {
+        let ssm = &jobs.clients.ssm;
+        state::write(ssm, &self.config.state_parameter, started).await?;
+        for name in &self.config.reset_parameters {
+            state::put(ssm, name, "0", true).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases this deployment's lock records; a failure is logged (the
+    /// holder turns stale once its state is terminal or its task stopped).
+    async fn release_lock(&self, jobs: &Jobs<'_>) {
         if let Some(lock_name) = &self.config.lock
-            && let Err(failure) = lock::release(ssm, lock_name, &self.id).await
+            && let Err(failure) = lock::release(&jobs.clients.ssm, lock_name, &self.id).await
         {
             warn!(%failure, lock = %lock_name, "could not release the lock");
         }

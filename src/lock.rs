@@ -27,7 +27,23 @@
 //!
 //! History is cleaned up on release: records below the top are deleted. A
 //! contender whose listing is behind by a record tries to create a number
-//! that exists, fails, and waits — safe.
+//! that exists, fails, and waits — safe. Deleting history opens one gap: a
+//! contender whose listing is *very* old (its PutParameter retried with
+//! backoff while others came and went) may create a number that was
+//! deleted, below the real top. So a contender that created a record lists
+//! again and holds the lock only if its record is still the top; otherwise
+//! it marks its record released and waits. The real top is never deleted
+//! and numbers only grow, so a record created below it always sees it.
+//!
+//! After losing a create, a contender lists again to name the winner (the
+//! waiting summary says whom it waits for); when the winner is its own
+//! deployment — a concurrent duplicate delivery of the same job — it holds
+//! the lock too: both copies then run the same attempt with the same
+//! RunTask `clientToken`, which starts one task.
+//!
+//! Staleness is judged from the holder's state record and task. An error
+//! reading them is an error of this invocation (reported, e.g. as
+//! `PermissionError` naming the call), never silently "alive" or "stale".
 
 use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ssm::Client as Ssm;
@@ -39,6 +55,14 @@ use crate::task;
 
 /// A holder older than this is stale whatever its state says.
 pub const STALE_AFTER_SECS: u64 = 24 * 3600;
+/// How long a holder whose task has stopped keeps the lock while its state
+/// still says `running`. The holder is most likely between seeing the task
+/// stop and recording the outcome; taking over at once would let the new
+/// holder overwrite the state record first, and the old deployment's
+/// outcome (what makes "at most once" hold for it) would never be written.
+/// A live holder looks again within `waitSeconds` plus a continuation, so
+/// five minutes only ever delays an abandoned holder.
+pub const STOPPED_GRACE_SECS: f64 = 300.0;
 
 /// The value of one lock record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +122,7 @@ pub async fn acquire(
     match judge(top, &me.deployment, me.acquired_at) {
         Top::Mine => return Ok(Acquire::Held),
         Top::Other(holder) => {
-            if !is_stale(ssm, ecs, cluster, &holder).await? {
+            if !is_stale(ssm, ecs, cluster, &holder, me.acquired_at).await? {
                 return Ok(Acquire::Busy(Some(holder)));
             }
             tracing::warn!(lock = name, holder = %holder.deployment, "taking over a stale lock");
@@ -106,10 +130,32 @@ pub async fn acquire(
         Top::Free => {}
     }
     let value = serde_json::to_string(me).expect("holder serialises");
-    if state::put(ssm, &record_name(name, top_number + 1), &value, false).await? {
-        Ok(Acquire::Held)
-    } else {
-        Ok(Acquire::Busy(None))
+    let mine = top_number + 1;
+    let created = state::put(ssm, &record_name(name, mine), &value, false).await?;
+    // Look again: after a lost race, to name the winner (or find it is us);
+    // after a win, to be sure our record is the top (see the module docs).
+    let records = list(ssm, name).await?;
+    let Some((top_number, top)) = records.last() else {
+        return Ok(Acquire::Busy(None));
+    };
+    if created && *top_number != mine {
+        tracing::warn!(
+            lock = name,
+            record = mine,
+            top = top_number,
+            "created a lock record below the top; giving it back"
+        );
+        let released = Holder {
+            released: true,
+            ..me.clone()
+        };
+        let value = serde_json::to_string(&released).expect("holder serialises");
+        state::put(ssm, &record_name(name, mine), &value, true).await?;
+    }
+    match judge(Some(top), &me.deployment, me.acquired_at) {
+        Top::Mine if !top.released => Ok(Acquire::Held),
+        _ if top.released => Ok(Acquire::Busy(None)),
+        _ => Ok(Acquire::Busy(Some(top.clone()))),
     }
 }
 
@@ -149,15 +195,17 @@ pub async fn release(ssm: &Ssm, name: &str, deployment: &str) -> Result<(), Fail
 }
 
 /// A holder is stale when its state record says its migration is over, or
-/// its task has stopped. A holder that has not yet written its state (or is
-/// still starting) is alive: we cannot tell otherwise, and the 24 h rule
-/// bounds the wait.
-async fn is_stale(ssm: &Ssm, ecs: &Ecs, cluster: &str, holder: &Holder) -> Result<bool, Failure> {
-    let Some(record) = state::read(ssm, &holder.state_parameter)
-        .await
-        .ok()
-        .flatten()
-    else {
+/// its task has stopped for [`STOPPED_GRACE_SECS`] (or ECS no longer knows
+/// it). A holder that has not yet written its state (or is still starting)
+/// is alive: we cannot tell otherwise, and the 24 h rule bounds the wait.
+async fn is_stale(
+    ssm: &Ssm,
+    ecs: &Ecs,
+    cluster: &str,
+    holder: &Holder,
+    now: u64,
+) -> Result<bool, Failure> {
+    let Some(record) = state::read(ssm, &holder.state_parameter).await? else {
         return Ok(false);
     };
     if record.deployment != holder.deployment {
@@ -167,10 +215,18 @@ async fn is_stale(ssm: &Ssm, ecs: &Ecs, cluster: &str, holder: &Holder) -> Resul
         (Status::Succeeded | Status::Failed, _) => Ok(true),
         (Status::Running, Some(task_arn)) => {
             let task = task::describe(ecs, cluster, &task_arn).await?;
-            Ok(task.is_none_or(|t| t.last_status == "STOPPED"))
+            Ok(task.is_none_or(|t| stopped_long_ago(&t, now)))
         }
         _ => Ok(false),
     }
+}
+
+/// Whether a task stopped more than [`STOPPED_GRACE_SECS`] before `now`.
+fn stopped_long_ago(task: &task::TaskView, now: u64) -> bool {
+    task.last_status == "STOPPED"
+        && task
+            .stopped_at
+            .is_none_or(|at| now as f64 - at >= STOPPED_GRACE_SECS)
 }
 
 fn record_name(lock: &str, n: u64) -> String {
@@ -248,6 +304,23 @@ mod tests {
             ),
             Top::Free
         );
+    }
+
+    #[test]
+    fn a_stopped_task_frees_the_lock_only_after_the_grace() {
+        let stopped = |at: Option<f64>| task::TaskView {
+            last_status: "STOPPED".into(),
+            stopped_at: at,
+            ..Default::default()
+        };
+        assert!(!stopped_long_ago(&stopped(Some(1000.0)), 1000 + 60));
+        assert!(stopped_long_ago(&stopped(Some(1000.0)), 1000 + 300));
+        assert!(stopped_long_ago(&stopped(None), 1000));
+        let running = task::TaskView {
+            last_status: "RUNNING".into(),
+            ..Default::default()
+        };
+        assert!(!stopped_long_ago(&running, u64::MAX));
     }
 
     #[test]
