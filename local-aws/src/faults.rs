@@ -19,6 +19,8 @@ pub enum Service {
     Ecs,
     /// CodePipeline.
     CodePipeline,
+    /// CloudWatch Logs (the migration's `awslogs` streams).
+    Logs,
 }
 
 impl Service {
@@ -28,16 +30,18 @@ impl Service {
             "AmazonSSM" => Some(Service::Ssm),
             "AmazonEC2ContainerServiceV20141113" => Some(Service::Ecs),
             "CodePipeline_20150709" => Some(Service::CodePipeline),
+            "Logs_20140328" => Some(Service::Logs),
             _ => None,
         }
     }
 
-    /// The IAM action prefix (`ssm`, `ecs`, `codepipeline`).
+    /// The IAM action prefix (`ssm`, `ecs`, `codepipeline`, `logs`).
     pub fn iam_prefix(self) -> &'static str {
         match self {
             Service::Ssm => "ssm",
             Service::Ecs => "ecs",
             Service::CodePipeline => "codepipeline",
+            Service::Logs => "logs",
         }
     }
 
@@ -47,6 +51,7 @@ impl Service {
             Service::Ssm => "InternalServerError",
             Service::Ecs => "ServerException",
             Service::CodePipeline => "InternalFailure",
+            Service::Logs => "ServiceUnavailableException",
         }
     }
 }
@@ -57,6 +62,7 @@ impl std::fmt::Display for Service {
             Service::Ssm => "SSM",
             Service::Ecs => "ECS",
             Service::CodePipeline => "CodePipeline",
+            Service::Logs => "CloudWatch Logs",
         })
     }
 }

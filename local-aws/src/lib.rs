@@ -27,6 +27,8 @@
 //! - [`ecs_task`] — one scripted task's lifecycle and JSON shape.
 //! - [`codepipeline`] — jobs and their once-only reports; pipeline,
 //!   executions and stage retries.
+//! - [`logs`] — CloudWatch Logs `GetLogEvents` over the tasks' scripted
+//!   `logLines`.
 //! - [`runtime_api`] — the Lambda Runtime API routes.
 //! - [`function_host`] — runs the function binary as a pool of processes
 //!   with async-invoke redelivery and crash restarts.
@@ -47,6 +49,7 @@ pub mod faults;
 pub mod function_host;
 pub mod http_client;
 pub mod ids;
+pub mod logs;
 pub mod pipeline_driver;
 pub mod record;
 pub(crate) mod runtime_api;

@@ -393,6 +393,10 @@ pub struct TaskOutcome {
     /// `failures[].detail` for `runTaskFailure`.
     #[serde(default)]
     pub run_task_failure_detail: Option<String>,
+    /// What each container printed (container name → lines, oldest first):
+    /// the content of its `awslogs` stream once the task has stopped.
+    #[serde(default)]
+    pub log_lines: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for TaskOutcome {
@@ -407,6 +411,7 @@ impl Default for TaskOutcome {
             step_millis: None,
             run_task_failure: None,
             run_task_failure_detail: None,
+            log_lines: BTreeMap::new(),
         }
     }
 }

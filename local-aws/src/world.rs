@@ -82,6 +82,12 @@ impl World {
             Service::Ssm => lock(&self.ssm).handle(operation, input, SystemTime::now()),
             Service::Ecs => lock(&self.ecs).handle(operation, input, job),
             Service::CodePipeline => lock(&self.pipeline).handle(operation, input),
+            Service::Logs => crate::logs::handle(
+                operation,
+                input,
+                &self.scenario.task_definitions,
+                lock(&self.ecs).tasks(),
+            ),
         }
     }
 
@@ -93,7 +99,9 @@ impl World {
         else {
             return reply(Err(ApiError::client(
                 "UnknownOperationException",
-                format!("X-Amz-Target {target:?} is not an SSM, ECS or CodePipeline operation"),
+                format!(
+                    "X-Amz-Target {target:?} is not an SSM, ECS, CodePipeline or CloudWatch Logs operation"
+                ),
             )));
         };
         let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
