@@ -11,6 +11,7 @@
 //! - [`lock`]: the lock that keeps two deployments from migrating at once.
 //! - [`task`]: the ECS task: decisive container, idempotent RunTask, describe, stop.
 //! - [`outcome`]: what a task's status means — pure decisions.
+//! - [`logs`]: the migration's own last log lines, for a failure message.
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
@@ -20,6 +21,7 @@ pub mod event;
 pub mod failure;
 pub mod job;
 pub mod lock;
+pub mod logs;
 pub mod outcome;
 pub mod report;
 pub mod rerun;
@@ -41,6 +43,8 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub pipeline: aws_sdk_codepipeline::Client,
+    /// CloudWatch Logs, to quote a failed migration's last lines.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Clients {
@@ -50,6 +54,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(sdk),
             ecs: aws_sdk_ecs::Client::new(sdk),
             pipeline: aws_sdk_codepipeline::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
         }
     }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_cloudwatchlogs::operation::get_log_events::{GetLogEventsError, GetLogEventsOutput};
+use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
 use aws_sdk_codepipeline::operation::get_job_details::GetJobDetailsOutput;
 use aws_sdk_codepipeline::operation::put_job_failure_result::{
     PutJobFailureResultError, PutJobFailureResultOutput,
@@ -68,6 +70,10 @@ struct World {
     task: Mutex<(String, Option<i32>)>,
     reports: Mutex<Vec<Seen>>,
     deny_run_task: bool,
+    /// GetLogEvents answers AccessDenied.
+    deny_logs: bool,
+    /// `(group, stream)` of every GetLogEvents call.
+    log_reads: Mutex<Vec<(String, String)>>,
     refuse_reports: bool,
 }
 
@@ -292,7 +298,45 @@ impl World {
             RuleMode::MatchAny,
             &[&success, &failure, &details]
         );
-        Clients { ssm, ecs, pipeline }
+        let w = self.clone();
+        let events = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events).then_compute_response(
+            move |req| {
+                w.log_reads.lock().unwrap().push((
+                    req.log_group_name().unwrap_or_default().to_owned(),
+                    req.log_stream_name().unwrap_or_default().to_owned(),
+                ));
+                if w.deny_logs {
+                    return MockResponse::Error(GetLogEventsError::generic(
+                        ErrorMetadata::builder()
+                            .code("AccessDeniedException")
+                            .message("not authorized to perform logs:GetLogEvents")
+                            .build(),
+                    ));
+                }
+                let lines = [
+                    "== CreateUsers: migrating",
+                    "rake aborted!",
+                    "PG::UndefinedTable",
+                ];
+                MockResponse::Output(
+                    GetLogEventsOutput::builder()
+                        .set_events(Some(
+                            lines
+                                .iter()
+                                .map(|l| OutputLogEvent::builder().message(*l).build())
+                                .collect(),
+                        ))
+                        .build(),
+                )
+            },
+        );
+        let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &[&events]);
+        Clients {
+            ssm,
+            ecs,
+            pipeline,
+            logs,
+        }
     }
 
     fn state(&self) -> serde_json::Value {

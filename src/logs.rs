@@ -1,0 +1,251 @@
+//! The migration's own last log lines, for the message of a failed action.
+//!
+//! When a migration exits non-zero or times out, the first thing a person
+//! wants is what it printed last ("rake aborted! … relation \"users\" does
+//! not exist"), right in the pipeline, not three clicks away. [`last_lines`]
+//! reads the tail of the decisive container's `awslogs` stream with one
+//! `GetLogEvents` call and turns it into a short excerpt.
+//!
+//! Best effort by design: the outcome is already decided (the task exited
+//! or timed out), so a log read that fails — denied, missing stream,
+//! throttled — never changes the failure type; the excerpt then says in a
+//! few words why the lines could not be read.
+//!
+//! The lines are the migration's output and may hold whatever it printed:
+//! they go to the user's own pipeline, and are never logged by this function.
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::failure::is_throttling;
+use crate::task::Container;
+
+/// How many of the newest lines are asked for.
+pub const MAX_LINES: i32 = 20;
+/// Most characters of the excerpt, separators included, so the whole failure
+/// message stays well within CodePipeline's 5000.
+pub const MAX_EXCERPT: usize = 1500;
+/// Most characters kept of one line (its start: that is where the error is).
+pub const MAX_LINE: usize = 500;
+/// How long the read may take before the report goes out without it.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between two lines of the excerpt, which is one line of text.
+const SEPARATOR: &str = " | ";
+
+/// The decisive container's last log lines as a sentence for the failure
+/// message, followed by a space so it drops in before the next sentence:
+/// `Last log lines: a | b | c. ` or `Last log lines: (could not read logs:
+/// …) `. Empty when the container does not log with `awslogs` and a stream
+/// prefix (the log pointer already says so).
+pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> String {
+    let Some((group, prefix)) = &container.logs else {
+        return String::new();
+    };
+    let stream = format!("{prefix}/{}/{task_id}", container.name);
+    let read = logs
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name(&stream)
+        .start_from_head(false)
+        .limit(MAX_LINES)
+        .send();
+    let text = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(out)) => {
+            let lines: Vec<&str> = out.events().iter().filter_map(|e| e.message()).collect();
+            excerpt(&lines, MAX_EXCERPT)
+        }
+        Ok(Err(err)) => {
+            let why = unreadable(
+                err.code(),
+                err.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()),
+            );
+            tracing::warn!(log_group = %group, log_stream = %stream, %why, "could not read the migration's log lines");
+            format!("(could not read logs: {why})")
+        }
+        Err(_) => {
+            tracing::warn!(log_group = %group, log_stream = %stream, "reading the migration's log lines timed out");
+            "(could not read logs: logs:GetLogEvents timed out)".to_owned()
+        }
+    };
+    let end = if text.ends_with(['.', '!', '?', '…', ')']) {
+        ""
+    } else {
+        "."
+    };
+    format!("Last log lines: {text}{end} ")
+}
+
+/// Why the lines could not be read, in a few words.
+fn unreadable(code: Option<&str>, not_found: bool) -> String {
+    let code = code.unwrap_or_default();
+    if not_found || code == "ResourceNotFoundException" {
+        "the log group or stream does not exist (yet)".into()
+    } else if matches!(
+        code,
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
+    ) {
+        "logs:GetLogEvents was denied; grant it on the log group in template.yaml".into()
+    } else if is_throttling(code) {
+        "logs:GetLogEvents was throttled".into()
+    } else if code.is_empty() {
+        "logs:GetLogEvents failed".into()
+    } else {
+        format!("logs:GetLogEvents failed with {code}")
+    }
+}
+
+/// The newest lines, oldest first, that fit in `max` characters, joined
+/// into one line. Each line is cleaned of terminal colour codes and control
+/// characters and cut to [`MAX_LINE`]; older lines that do not fit are
+/// dropped (marked `…`). Blank lines carry nothing and are skipped.
+pub fn excerpt(lines: &[&str], max: usize) -> String {
+    let cleaned: Vec<String> = lines
+        .iter()
+        .map(|line| cut(&clean(line), MAX_LINE))
+        .filter(|line| !line.is_empty())
+        .collect();
+    if cleaned.is_empty() {
+        return "(the log stream has no lines)".into();
+    }
+    let sep = SEPARATOR.chars().count();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut used = 0;
+    for line in cleaned.iter().rev() {
+        let cost = line.chars().count() + if kept.is_empty() { 0 } else { sep };
+        // Room for the `…` + separator that marks dropped lines.
+        let reserve = if kept.len() + 1 < cleaned.len() {
+            1 + sep
+        } else {
+            0
+        };
+        if used + cost + reserve > max {
+            break;
+        }
+        used += cost;
+        kept.push(line);
+    }
+    if kept.is_empty() {
+        // Not even the newest line fits: keep its start.
+        return cut(&cleaned[cleaned.len() - 1], max);
+    }
+    if kept.len() < cleaned.len() {
+        kept.push("…");
+    }
+    kept.reverse();
+    kept.join(SEPARATOR)
+}
+
+/// One log line without ANSI escape sequences, control characters and
+/// surrounding whitespace.
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI (`ESC [ … final`): skip to the final byte; other escapes: one char.
+            if chars.next_if_eq(&'[').is_some() {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out.trim().to_owned()
+}
+
+/// `text` cut to at most `max` characters, the cut marked with `…`.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut head: String = text.chars().take(max.saturating_sub(1)).collect();
+    head.push('…');
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_every_line_that_fits_oldest_first() {
+        let lines = [
+            "== 20240101 CreateUsers: migrating",
+            "rake aborted!",
+            "PG::UndefinedTable: ERROR: relation \"users\" does not exist",
+        ];
+        assert_eq!(
+            excerpt(&lines, MAX_EXCERPT),
+            "== 20240101 CreateUsers: migrating | rake aborted! | PG::UndefinedTable: ERROR: relation \"users\" does not exist"
+        );
+    }
+
+    #[test]
+    fn drops_the_oldest_lines_first_and_stays_within_the_limit() {
+        let lines: Vec<String> = (1..=20)
+            .map(|i| format!("line {i:02} {}", "x".repeat(90)))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let text = excerpt(&lines, MAX_EXCERPT);
+        assert!(text.chars().count() <= MAX_EXCERPT, "{}", text.len());
+        assert!(text.starts_with("… | line "), "{text}");
+        assert!(text.ends_with(&format!("line 20 {}", "x".repeat(90))));
+        assert!(!text.contains("line 01"));
+        // Every kept line is whole, newest last.
+        let kept: Vec<&str> = text.split(SEPARATOR).skip(1).collect();
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "{kept:?}");
+        assert!(kept.iter().all(|l| l.len() == 98));
+    }
+
+    #[test]
+    fn an_overlong_line_keeps_its_start() {
+        let long = format!("ERROR: {}", "y".repeat(5000));
+        let text = excerpt(&[long.as_str()], MAX_EXCERPT);
+        assert!(text.starts_with("ERROR: yyy"));
+        assert!(text.ends_with('…'));
+        assert_eq!(text.chars().count(), MAX_LINE);
+        let tiny = excerpt(&["abcdef"], 4);
+        assert_eq!(tiny, "abc…");
+    }
+
+    #[test]
+    fn colour_codes_control_characters_and_blank_lines_are_removed() {
+        let lines = ["\u{1b}[31mrake aborted!\u{1b}[0m\r\n", "   ", "a\tb\u{7}c"];
+        assert_eq!(excerpt(&lines, 100), "rake aborted! | a b c");
+        assert_eq!(excerpt(&[], 100), "(the log stream has no lines)");
+        assert_eq!(excerpt(&["", "\n"], 100), "(the log stream has no lines)");
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_characters() {
+        let lines = ["é".repeat(600)];
+        let text = excerpt(&[lines[0].as_str()], MAX_EXCERPT);
+        assert_eq!(text.chars().count(), MAX_LINE);
+    }
+
+    #[test]
+    fn unreadable_logs_say_why_in_a_few_words() {
+        assert!(
+            unreadable(Some("AccessDeniedException"), false)
+                .contains("logs:GetLogEvents was denied")
+        );
+        assert!(unreadable(Some("ResourceNotFoundException"), true).contains("does not exist"));
+        assert!(unreadable(Some("ThrottlingException"), false).contains("throttled"));
+        assert_eq!(unreadable(None, false), "logs:GetLogEvents failed");
+        assert_eq!(
+            unreadable(Some("ServiceUnavailableException"), false),
+            "logs:GetLogEvents failed with ServiceUnavailableException"
+        );
+    }
+}
