@@ -241,7 +241,15 @@ impl Deployment {
             }
         }
 
-        let started = State::starting(&self.id, attempt, reruns, &action_job, &rfc3339(now()));
+        // The last EventBridge event acted on stays on record across attempts,
+        // so a late copy of it cannot count as a new failure to rerun.
+        let started = State {
+            event_id: record
+                .as_ref()
+                .filter(|r| r.deployment == self.id)
+                .and_then(|r| r.event_id.clone()),
+            ..State::starting(&self.id, attempt, reruns, &action_job, &rfc3339(now()))
+        };
         if let Err(failure) = self.record_start(jobs, &started).await {
             // Nothing was started: give the lock back rather than leave a
             // holder that looks alive (`starting`) for 24 h. (A concurrent
@@ -445,9 +453,10 @@ impl Deployment {
                     &finished_at,
                 ))
                 .await;
+                let lines = crate::logs::last_lines(&jobs.clients.logs, &container, task_id).await;
                 Err(Failure::Job(format!(
                     "Migration failed: container `{}` exited with code {exit_code} after {} (task {task_id}, attempt {}, deployment {}). \
-                     Stopped reason: {reason}. {} Fix the migration and retry the stage.",
+                     Stopped reason: {reason}. {lines}{} Fix the migration and retry the stage.",
                     watch.container,
                     outcome::human(duration),
                     watch.attempt,
@@ -469,8 +478,9 @@ impl Deployment {
                     &finished_at,
                 ))
                 .await;
+                let lines = crate::logs::last_lines(&jobs.clients.logs, &container, task_id).await;
                 Err(Failure::Job(format!(
-                    "Migration timed out after {} (timeoutSeconds {}); task {task_id} was stopped (attempt {}, deployment {}). {} \
+                    "Migration timed out after {} (timeoutSeconds {}); task {task_id} was stopped (attempt {}, deployment {}). {lines}{} \
                      Raise `timeoutSeconds` if the migration needs longer, then retry the stage.",
                     outcome::human(elapsed),
                     config.timeout_seconds,

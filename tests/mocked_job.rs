@@ -513,8 +513,54 @@ async fn non_zero_exit_fails_with_exit_code_container_and_logs() {
     ] {
         assert!(message.contains(needle), "{needle:?} not in {message}");
     }
+    assert!(
+        message.contains(
+            "Last log lines: == CreateUsers: migrating | rake aborted! | PG::UndefinedTable."
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        *world.log_reads.lock().unwrap(),
+        [("/ecs/app".to_owned(), "migrate/app/0a1b2c3d4e5f".to_owned())]
+    );
     assert_eq!(world.state()["status"], "failed");
     assert_eq!(world.state()["exitCode"], 3);
+}
+
+#[tokio::test]
+async fn unreadable_logs_do_not_change_the_failure() {
+    let world = Arc::new(World {
+        deny_logs: true,
+        ..World::default()
+    });
+    let (clients, token) = started(&world).await;
+    *world.task.lock().unwrap() = ("STOPPED".into(), Some(3));
+
+    invoke(&clients, &job("job-2", PARAMS, Some(&token))).await;
+
+    let Seen::Failed { kind, message, .. } = world.last_report() else {
+        panic!("{:?}", world.last_report())
+    };
+    assert_eq!(kind, "JobFailed");
+    assert!(message.contains("exited with code 3"), "{message}");
+    assert!(
+        message.contains("(could not read logs: logs:GetLogEvents was denied"),
+        "{message}"
+    );
+    assert!(message.contains("migrate/app/0a1b2c3d4e5f"), "{message}");
+    assert_eq!(world.state()["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_successful_migration_reads_no_logs() {
+    let world = Arc::new(World::default());
+    let (clients, token) = started(&world).await;
+    *world.task.lock().unwrap() = ("STOPPED".into(), Some(0));
+
+    invoke(&clients, &job("job-2", PARAMS, Some(&token))).await;
+
+    assert!(matches!(world.last_report(), Seen::Succeeded { .. }));
+    assert!(world.log_reads.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -241,6 +241,33 @@ async fn a_migration_exiting_non_zero_fails_the_action_with_code_reason_and_logs
         m.contains(&format!("migrate/app/{}", task_id(&arn))),
         "log stream in: {m}"
     );
+    // The migration's own last lines, newest last, from the decisive
+    // container's stream only (not the sidecar's), before the log pointer.
+    let lines = m
+        .split_once("Last log lines: ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no log lines in: {m}"));
+    assert!(
+        lines.contains(
+            "bin/rails aborted! | StandardError: An error has occurred, this and all later migrations canceled: \
+             | PG::UndefinedTable: ERROR:  relation \"users\" does not exist"
+        ),
+        "{m}"
+    );
+    assert!(
+        lines
+            .contains("(See full trace by running task with --trace) Logs: group /ecs/app-migrate"),
+        "{m}"
+    );
+    assert!(!m.contains("datadog agent line"), "{m}");
+    let reads = run.aws.calls_of("GetLogEvents");
+    assert_eq!(reads.len(), 1, "{}", run.explain());
+    assert_eq!(reads[0].request["logGroupName"], "/ecs/app-migrate");
+    assert_eq!(
+        reads[0].request["logStreamName"],
+        format!("migrate/app/{}", task_id(&arn)).as_str()
+    );
+    assert_eq!(reads[0].request["startFromHead"], false);
     assert_eq!(
         r.reports
             .last()
@@ -249,6 +276,35 @@ async fn a_migration_exiting_non_zero_fails_the_action_with_code_reason_and_logs
     );
     assert!(r.output_variables.is_empty());
     assert_eq!(run.state()["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_that_cannot_be_read_leave_the_failure_as_it_is() {
+    let run = run("logs-denied").await;
+    let r = &run.result;
+    assert_eq!(r.status, ActionStatus::Failed, "{}", run.explain());
+    assert_eq!(r.failure_type.as_deref(), Some("JobFailed"));
+    let arn = run.only_task_arn();
+    let m = run.message();
+    assert!(m.contains("exited with code 3"), "{m}");
+    assert!(
+        m.contains("Last log lines: (could not read logs: logs:GetLogEvents was denied"),
+        "{m}"
+    );
+    assert!(!m.contains("rails aborted"), "{m}");
+    assert!(
+        m.contains(&format!("migrate/app/{}", task_id(&arn))),
+        "log pointer in: {m}"
+    );
+    assert_eq!(run.state()["status"], "failed");
+    assert!(
+        run.aws
+            .calls_of("GetLogEvents")
+            .iter()
+            .all(|c| c.error.as_deref() == Some("AccessDeniedException")),
+        "{}",
+        run.explain()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,6 +431,13 @@ async fn a_migration_past_its_timeout_is_stopped_and_fails() {
     assert_eq!(r.status, ActionStatus::Failed, "{}", run.explain());
     assert_eq!(r.failure_type.as_deref(), Some("JobFailed"));
     assert!(run.message().contains("timed out"), "{}", run.message());
+    assert!(
+        run.message().contains(
+            "Last log lines: == 20240101093000 BackfillOrders: migrating | -- backfilling orders 1000000/48000000."
+        ),
+        "{}",
+        run.message()
+    );
     let arn = run.only_task_arn();
     let stops = run.aws.calls_of("StopTask");
     assert!(
