@@ -70,7 +70,7 @@ pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> 
             "(could not read logs: logs:GetLogEvents timed out)".to_owned()
         }
     };
-    let end = if text.ends_with(['.', '!', '?', '…', ')']) {
+    let end = if text.ends_with(['.', '!', '?']) {
         ""
     } else {
         "."
