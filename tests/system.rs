@@ -255,8 +255,9 @@ async fn a_migration_exiting_non_zero_fails_the_action_with_code_reason_and_logs
         "{m}"
     );
     assert!(
-        lines
-            .contains("(See full trace by running task with --trace) Logs: group /ecs/app-migrate"),
+        lines.contains(
+            "(See full trace by running task with --trace). Logs: group /ecs/app-migrate"
+        ),
         "{m}"
     );
     assert!(!m.contains("datadog agent line"), "{m}");
