@@ -137,21 +137,7 @@ impl Stage {
             .aws
             .calls()
             .iter()
-            .map(|c| {
-                format!(
-                    "  {:>7.3}s {} {}#{} → {}{} {}",
-                    c.at.as_secs_f64(),
-                    c.service,
-                    c.operation,
-                    c.call_number,
-                    c.status,
-                    c.error
-                        .as_deref()
-                        .map(|e| format!(" {e}"))
-                        .unwrap_or_default(),
-                    c.request
-                )
-            })
+            .map(|c| format!("{c} {}", c.request))
             .collect();
         format!(
             "calls:\n{}\nstate: {:?}\nfunction logs:\n{}",

@@ -195,29 +195,7 @@ impl Sys {
     }
 
     fn explain(&self, results: &[&ActionResult]) -> String {
-        let calls: Vec<String> = self
-            .aws
-            .calls()
-            .iter()
-            .map(|c| {
-                format!(
-                    "  {:>7.3}s {} {}#{} → {}{}{}",
-                    c.at.as_secs_f64(),
-                    c.service,
-                    c.operation,
-                    c.call_number,
-                    c.status,
-                    c.error
-                        .as_deref()
-                        .map(|e| format!(" {e}"))
-                        .unwrap_or_default(),
-                    c.fault
-                        .as_deref()
-                        .map(|f| format!(" [fault {f}]"))
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
+        let calls: Vec<String> = self.aws.calls().iter().map(|c| c.to_string()).collect();
         let actions: Vec<String> = results
             .iter()
             .map(|r| {

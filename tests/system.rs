@@ -35,25 +35,7 @@ struct Run {
 impl Run {
     /// Everything a person needs when an assertion fails.
     fn explain(&self) -> String {
-        let calls: Vec<String> = self
-            .aws
-            .calls()
-            .iter()
-            .map(|c| {
-                format!(
-                    "  {:>7.3}s {} {}#{} → {}{}",
-                    c.at.as_secs_f64(),
-                    c.service,
-                    c.operation,
-                    c.call_number,
-                    c.status,
-                    c.error
-                        .as_deref()
-                        .map(|e| format!(" {e}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
+        let calls: Vec<String> = self.aws.calls().iter().map(|c| c.to_string()).collect();
         format!(
             "status {:?}, type {:?}, message {:?}\nreports: {:#?}\ncalls:\n{}\nfunction logs:\n{}",
             self.result.status,

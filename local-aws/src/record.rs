@@ -46,6 +46,29 @@ impl CallRecord {
     }
 }
 
+/// One line of a call log, for test failure messages:
+/// `  0.012s ecs RunTask#1 → 400 ThrottlingException [fault throttle]`.
+impl std::fmt::Display for CallRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "  {:>7.3}s {} {}#{} → {}",
+            self.at.as_secs_f64(),
+            self.service,
+            self.operation,
+            self.call_number,
+            self.status
+        )?;
+        if let Some(error) = &self.error {
+            write!(f, " {error}")?;
+        }
+        if let Some(fault) = &self.fault {
+            write!(f, " [fault {fault}]")?;
+        }
+        Ok(())
+    }
+}
+
 /// One delivery of an invocation to a function process.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
