@@ -221,9 +221,16 @@ impl Deployment {
                 acquired_at: epoch_secs(now()) as u64,
                 released: false,
             };
-            if let Acquire::Busy(holder) =
-                lock::acquire(ssm, ecs, &config.cluster, lock_name, &me).await?
-            {
+            let acquired = match lock::acquire(ssm, ecs, &config.cluster, lock_name, &me).await {
+                Ok(acquired) => acquired,
+                Err(failure) => {
+                    // The create may have gone through before a later call
+                    // failed: never leave a record held by a failed start.
+                    self.release_lock(jobs).await;
+                    return Err(failure);
+                }
+            };
+            if let Acquire::Busy(holder) = acquired {
                 let who = holder
                     .map(|h| format!("deployment {}", h.deployment))
                     .unwrap_or_else(|| "another deployment".into());

@@ -1102,16 +1102,22 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
     let all: Vec<&ActionResult> = results.iter().collect();
     let fail = |why: String| Err(format!("{describe}\n{why}\n{}", sys.explain(&all)));
 
-    // An action may still be waiting only for a lock whose holder's action
-    // ended unreported (every delivery crashed): the lock then keeps a
-    // stopped holder for its grace period (`lock::STOPPED_GRACE_SECS`), as
-    // it must, so that the holder's outcome is never overwritten.
+    // An action may still be waiting only for an abandoned holder: one whose
+    // action ended unreported (every delivery crashed), or whose action had
+    // already failed when a late duplicate of its job started an attempt
+    // nobody watches. The lock then keeps the stopped holder for its grace
+    // period (`lock::STOPPED_GRACE_SECS`), as it must, so that a holder's
+    // outcome is never overwritten; after it, the holder is stale.
     let holder = sys.lock_top().map(|(_, v)| v["deployment"].clone());
+    let state = sys.state().unwrap_or(Value::Null);
     let abandoned = results.iter().any(|r| {
-        r.status == ActionStatus::NoReport
-            && holder
-                .as_ref()
-                .is_some_and(|h| h == r.execution_id.as_str())
+        let holds = holder
+            .as_ref()
+            .is_some_and(|h| h == r.execution_id.as_str());
+        let unwatched = r.status == ActionStatus::Failed
+            && state["deployment"] == r.execution_id.as_str()
+            && state["status"] == "running";
+        holds && (r.status == ActionStatus::NoReport || unwatched)
     });
     if !unfinished.is_empty() && !abandoned {
         return fail(format!(
