@@ -268,8 +268,8 @@ impl Deployment {
         let client_token = task::client_token(&config.state_parameter, &self.id, attempt);
         let tries = tries + 1;
         match task::run(ecs, config, &container, &placement, &self.id, &client_token).await {
-            Ok(task_arn) => {
-                info!(%task_arn, attempt, "migration task started");
+            Ok(task::Started { task_arn, replayed }) => {
+                info!(%task_arn, attempt, replayed, "migration task started");
                 let running = State {
                     status: Status::Running,
                     task_arn: Some(task_arn.clone()),
@@ -288,6 +288,13 @@ impl Deployment {
                     container: container.name,
                     logs: container.logs,
                 };
+                if replayed {
+                    // This attempt ran before; record its outcome now.
+                    return self
+                        .watch(jobs, watch)
+                        .await
+                        .or_else(|failure| Ok(Report::failed(&failure, Some(&task_arn))));
+                }
                 Ok(Report::InProgress {
                     token: self.token(Phase::Watch(watch))?,
                     summary: format!(

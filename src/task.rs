@@ -218,6 +218,17 @@ pub fn client_token(state_parameter: &str, deployment: &str, attempt: u32) -> St
     format!("mo-{attempt}-{hex}")
 }
 
+/// The task RunTask gave us for an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub task_arn: String,
+    /// The `clientToken` returned a task this attempt started before, which
+    /// has already stopped (or ECS answered `ConflictException` naming it):
+    /// a late duplicate is replaying a finished attempt, so its outcome must
+    /// be looked at and recorded now — no later continuation will.
+    pub replayed: bool,
+}
+
 /// Why RunTask did not give us a task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NotStarted {
@@ -236,7 +247,7 @@ pub async fn run(
     placement: &Placement,
     deployment: &str,
     client_token: &str,
-) -> Result<String, NotStarted> {
+) -> Result<Started, NotStarted> {
     let mut overrides = ContainerOverride::builder().name(&container.name);
     if let Some(command) = &config.command {
         overrides = overrides.set_command(Some(command.clone()));
@@ -299,8 +310,14 @@ pub async fn run(
 
     match request.send().await {
         Ok(out) => {
-            if let Some(task) = out.tasks().iter().find_map(|t| t.task_arn()) {
-                return Ok(task.to_owned());
+            if let Some(task) = out.tasks().first()
+                && let Some(arn) = task.task_arn()
+            {
+                let stopped = task.last_status() == Some("STOPPED");
+                return Ok(Started {
+                    task_arn: arn.to_owned(),
+                    replayed: stopped,
+                });
             }
             let reason = out
                 .failures()
@@ -329,7 +346,10 @@ pub async fn run(
                     conflict
                 && let Some(task) = c.resource_ids().first()
             {
-                return Ok(task.clone());
+                return Ok(Started {
+                    task_arn: task.clone(),
+                    replayed: true,
+                });
             }
             match Failure::from_sdk("ecs:RunTask", e) {
                 Failure::Unavailable { detail, .. } => Err(NotStarted::Attempt {
