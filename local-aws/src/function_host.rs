@@ -425,18 +425,7 @@ impl HostInner {
                 env.push((key.into(), v));
             }
         }
-        env.extend([
-            ("AWS_ENDPOINT_URL".to_string(), self.endpoint.clone()),
-            ("AWS_REGION".into(), crate::wire::REGION.into()),
-            ("AWS_DEFAULT_REGION".into(), crate::wire::REGION.into()),
-            ("AWS_ACCESS_KEY_ID".into(), crate::FAKE_ACCESS_KEY_ID.into()),
-            (
-                "AWS_SECRET_ACCESS_KEY".into(),
-                crate::FAKE_SECRET_ACCESS_KEY.into(),
-            ),
-            ("AWS_SESSION_TOKEN".into(), crate::FAKE_SESSION_TOKEN.into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]);
+        env.extend(crate::server::sdk_environment(&self.endpoint));
         env.extend(c.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }

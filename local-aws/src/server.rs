@@ -198,18 +198,7 @@ impl LocalAws {
     /// The environment an SDK client needs to talk to this control plane:
     /// endpoint, fake credentials, region.
     pub fn sdk_environment(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL".into(), self.endpoint_url()),
-            ("AWS_REGION".into(), crate::wire::REGION.into()),
-            ("AWS_DEFAULT_REGION".into(), crate::wire::REGION.into()),
-            ("AWS_ACCESS_KEY_ID".into(), crate::FAKE_ACCESS_KEY_ID.into()),
-            (
-                "AWS_SECRET_ACCESS_KEY".into(),
-                crate::FAKE_SECRET_ACCESS_KEY.into(),
-            ),
-            ("AWS_SESSION_TOKEN".into(), crate::FAKE_SESSION_TOKEN.into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        sdk_environment(&self.endpoint_url())
     }
 
     /// Every AWS call so far, in arrival order.
@@ -306,4 +295,21 @@ impl LocalAws {
         }
         pairs
     }
+}
+
+/// The environment an SDK client (or the function) needs to talk to the
+/// control plane at `endpoint`: endpoint, fake credentials, region, no IMDS.
+pub(crate) fn sdk_environment(endpoint: &str) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL".into(), endpoint.to_owned()),
+        ("AWS_REGION".into(), crate::wire::REGION.into()),
+        ("AWS_DEFAULT_REGION".into(), crate::wire::REGION.into()),
+        ("AWS_ACCESS_KEY_ID".into(), crate::FAKE_ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            crate::FAKE_SECRET_ACCESS_KEY.into(),
+        ),
+        ("AWS_SESSION_TOKEN".into(), crate::FAKE_SESSION_TOKEN.into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]
 }
