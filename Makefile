@@ -86,6 +86,6 @@ demo:
 	$(CARGO) run -q -p local-aws --bin demo -- --bootstrap target/debug/migrate-once
 
 bench:
-	$(call heading,"benchmarks: cold start vs empty Rust and Python/boto3 handlers, peak RSS, AWS calls")
+	$(call heading,"benchmarks: cold start against empty Rust and Python/boto3 handlers; peak RSS; AWS calls")
 	$(CARGO) build --release --bin migrate-once --example empty_handler
 	$(CARGO) run -q --release -p local-aws --bin bench
