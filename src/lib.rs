@@ -5,10 +5,13 @@
 //!
 //! - [`event`]: the events the function accepts, parsed leniently.
 //! - [`config`]: UserParameters merged over `MIGRATE_ONCE_*` defaults.
-//! - [`job`]: a CodePipeline job from event to report — the state machine.
+//! - [`job`]: a CodePipeline job from event to report — the state machine
+//!   ([`job::plan`]: who may start an attempt; `start`, `watch`, `text`).
 //! - [`rerun`]: EventBridge-driven reruns and stops.
-//! - [`state`]: the per-deployment state record in SSM, and what a start makes of it.
-//! - [`lock`]: the lock that keeps two deployments from migrating at once.
+//! - [`state`]: the attempt records in SSM (one create-only claim per attempt)
+//!   and the summary in the state parameter.
+//! - [`lock`]: the lock that keeps two migrations of one database apart; it
+//!   follows the holder's task.
 //! - [`task`]: the ECS task: decisive container, idempotent RunTask, describe, stop.
 //! - [`outcome`]: what a task's status means — pure decisions.
 //! - [`logs`]: the migration's own last log lines, for a failure message.

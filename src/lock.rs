@@ -1,80 +1,103 @@
-//! The lock that keeps two deployments from migrating the same database at
+//! The lock that keeps two migrations of the same database from running at
 //! once, built on the one compare-and-set SSM offers: creating a parameter
 //! with `Overwrite=false`.
 //!
 //! # The argument
 //!
 //! The lock is a sequence of records `<lock>/0000000001`, `<lock>/0000000002`,
-//! …, each a small JSON [`Holder`]. **The highest-numbered record is the
-//! lock**; the ones below it are history. To acquire, a contender lists the
-//! records, looks at the top one, `N`:
+//! …, each a small JSON [`Holder`] naming one *attempt*: its state parameter,
+//! its attempt record (`seq`), its deployment and its cluster. **The
+//! highest-numbered record is the lock**; the ones below it are history. To
+//! acquire, a contender lists the records and looks at the top one, `N`:
 //!
-//! - held by the same deployment: it already holds the lock (re-entrant, so a
-//!   duplicate delivery never waits on itself);
-//! - held by another deployment that is alive: it waits;
-//! - released, or held by a stale holder (its task stopped, or older than
-//!   24 h), or no records at all (`N = 0`): it *creates* `N + 1` with
-//!   `Overwrite=false`.
+//! - held by the same attempt (same state parameter and `seq`): it already
+//!   holds the lock (re-entrant, so a duplicate delivery or a resumption
+//!   never waits on itself). Another state parameter sharing the lock with
+//!   the same deployment id is *another* holder;
+//! - held by an attempt that is alive: it waits;
+//! - released, held by a stale attempt, or no records at all (`N = 0`): it
+//!   *creates* `N + 1` with `Overwrite=false`.
 //!
-//! Creating is atomic: of any number of contenders that saw the same top `N`,
-//! exactly one creates `N + 1`; the others get `ParameterAlreadyExists` and
-//! wait. Nothing is ever taken over by deleting and re-creating (the race
-//! where a slow contender deletes a fresh lock), and releasing never deletes
-//! the top record — it overwrites the holder's own record with
-//! `released: true` (only the holder writes its record). Because the top
-//! record never disappears, every contender competes for the same next
-//! number, and two contenders can never both hold the lock.
+//! Creating is atomic: of any number of contenders that saw the same top
+//! `N`, exactly one creates `N + 1`; the others get `ParameterAlreadyExists`
+//! and wait. Nothing is ever taken over by deleting and re-creating, and
+//! releasing overwrites the holder's own record with `released: true`, so
+//! the top record never disappears and every contender competes for the
+//! same next number: two contenders can never both hold the lock.
 //!
-//! History is cleaned up on release: records below the top are deleted. A
-//! contender whose listing is behind by a record tries to create a number
-//! that exists, fails, and waits — safe. Deleting history opens one gap: a
-//! contender whose listing is *very* old (its PutParameter retried with
-//! backoff while others came and went) may create a number that was
-//! deleted, below the real top. So a contender that created a record lists
-//! again and holds the lock only if its record is still the top; otherwise
-//! it marks its record released and waits. The real top is never deleted
-//! and numbers only grow, so a record created below it always sees it.
+//! History below the top is deleted only once it is an hour old. A
+//! contender's listing is at most one Lambda invocation (15 minutes) old
+//! when it creates, so the number it creates can never be one that existed
+//! and was deleted in between: the create always competes with the real top.
 //!
-//! After losing a create, a contender lists again to name the winner (the
-//! waiting summary says whom it waits for); when the winner is its own
-//! deployment — a concurrent duplicate delivery of the same job — it holds
-//! the lock too: both copies then run the same attempt with the same
-//! RunTask `clientToken`, which starts one task.
+//! # When a holder is alive
 //!
-//! Staleness is judged from the holder's state record and task. An error
-//! reading them is an error of this invocation (reported, e.g. as
-//! `PermissionError` naming the call), never silently "alive" or "stale".
+//! **The lock follows the task.** A holder is alive while its migration task
+//! may run: from before its RunTask until ECS says that task is `STOPPED`. A
+//! stopping task (a timeout, a pipeline stop) runs on for its `stopTimeout`,
+//! so its holder stays alive until ECS reports it stopped. Neither the
+//! holder's state record (failed, timed out) nor its age makes it stale, and
+//! neither does an ECS answer `MISSING` moments after RunTask (ECS is
+//! eventually consistent). A holder is stale when:
+//!
+//! - its task is `STOPPED`; or
+//! - it has no task we can see, its lock record is [`NO_PROGRESS_SECS`] old
+//!   (its start has made no progress: a live start takes seconds), **and**
+//!   ECS lists no task of its deployment created since it took the lock
+//!   that is not `STOPPED` ([`task::find_started`]: stopped tasks stay
+//!   listed for an hour, so a task started 15 minutes ago cannot hide).
+//!
+//! A contender that finds a holder stale first records the holder's outcome
+//! in the holder's attempt record (from ECS's facts), then creates the next
+//! record at once: there is no grace period. An error while judging (a
+//! throttled read) is an error of this invocation, never "stale".
+//!
+//! Only the attempt a record names releases it ([`release`]); an error path
+//! of another copy never does.
 
-use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ssm::Client as Ssm;
 use serde::{Deserialize, Serialize};
 
+use crate::Clients;
 use crate::failure::Failure;
-use crate::state::{self, Status};
-use crate::task;
+use crate::outcome::{self, Outcome};
+use crate::state::{self, FailureClass, State, Status};
+use crate::task::{self, TaskView};
 
-/// A holder older than this is stale whatever its state says.
-pub const STALE_AFTER_SECS: u64 = 24 * 3600;
-/// How long a holder whose task has stopped keeps the lock while its state
-/// still says `running`. The holder is most likely between seeing the task
-/// stop and recording the outcome; taking over at once would let the new
-/// holder overwrite the state record first, and the old deployment's
-/// outcome (what makes "at most once" hold for it) would never be written.
-/// A live holder looks again within `waitSeconds` plus a continuation, so
-/// five minutes only ever delays an abandoned holder.
-pub const STOPPED_GRACE_SECS: f64 = 300.0;
+/// How long a holder without a visible task may make no progress before
+/// ECS is asked whether it started anything.
+pub const NO_PROGRESS_SECS: u64 = 15 * 60;
+/// History records younger than this are kept (see the module docs).
+const HISTORY_KEPT_SECS: u64 = 3600;
 
-/// The value of one lock record.
+/// The value of one lock record: the attempt holding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Holder {
     pub deployment: String,
-    /// Where the holder keeps its state, to tell whether it is still alive.
+    /// Where the holder keeps its attempt records.
     pub state_parameter: String,
+    /// The holder's attempt record.
+    #[serde(default)]
+    pub seq: u64,
+    /// The deployment's attempt number, for people.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Where its task runs.
+    #[serde(default)]
+    pub cluster: String,
     /// Epoch seconds.
     pub acquired_at: u64,
     #[serde(default)]
     pub released: bool,
+}
+
+impl Holder {
+    fn same_attempt(&self, other: &Holder) -> bool {
+        self.state_parameter == other.state_parameter
+            && self.seq == other.seq
+            && self.deployment == other.deployment
+    }
 }
 
 /// The result of trying to take the lock.
@@ -82,151 +105,212 @@ pub struct Holder {
 pub enum Acquire {
     /// We hold it (freshly, or already).
     Held,
-    /// Another live deployment holds it; `None` when we lost a race to a
-    /// contender we have not seen yet.
-    Busy(Option<Holder>),
+    /// Another live attempt holds it.
+    Busy(Holder),
 }
 
-/// What to do about the top record, before any further AWS call.
+/// What the top record means, before any further AWS call.
 #[derive(Debug, Clone, PartialEq)]
 enum Top {
     Mine,
     Free,
-    /// Held by another deployment: alive unless its state says otherwise.
+    /// Held by another attempt: judge its liveness.
     Other(Holder),
 }
 
-fn judge(top: Option<&Holder>, deployment: &str, now: u64) -> Top {
+fn judge(top: Option<&Holder>, me: &Holder) -> Top {
     match top {
         None => Top::Free,
         Some(h) if h.released => Top::Free,
-        Some(h) if h.deployment == deployment => Top::Mine,
-        Some(h) if now.saturating_sub(h.acquired_at) >= STALE_AFTER_SECS => Top::Free,
+        Some(h) if h.same_attempt(me) => Top::Mine,
         Some(h) => Top::Other(h.clone()),
     }
 }
 
-/// Takes the lock `name` for `me`, or says who has it.
+/// Whether a holder may still be migrating.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Liveness {
+    Alive,
+    /// Its task (if it had one: `None` when proven it started none) is over.
+    Stale(Option<TaskView>),
+}
+
+/// What ECS says about a holder's task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskFact {
+    /// DescribeTasks answered for the task the holder recorded.
+    Seen(TaskView),
+    /// No task is known: none recorded, or ECS answered `MISSING`.
+    Unknown,
+    /// Asked ECS for any task of the holder's deployment since it took the
+    /// lock: this is what it found (`None`: it started none).
+    Listed(Option<TaskView>),
+}
+
+/// Judges a holder from ECS's facts at `now` (epoch seconds). Pure.
+pub fn liveness(holder: &Holder, fact: &TaskFact, now: u64) -> Liveness {
+    let stopped = |t: &TaskView| t.last_status == "STOPPED";
+    match fact {
+        TaskFact::Seen(t) | TaskFact::Listed(Some(t)) if stopped(t) => {
+            Liveness::Stale(Some(t.clone()))
+        }
+        TaskFact::Seen(_) | TaskFact::Listed(Some(_)) | TaskFact::Unknown => Liveness::Alive,
+        TaskFact::Listed(None) if now.saturating_sub(holder.acquired_at) < NO_PROGRESS_SECS => {
+            Liveness::Alive
+        }
+        TaskFact::Listed(None) => Liveness::Stale(None),
+    }
+}
+
+/// Takes the lock `name` for `me`, given its current records (listed by the
+/// caller, often together with other reads), or says who has it.
 pub async fn acquire(
-    ssm: &Ssm,
-    ecs: &Ecs,
-    cluster: &str,
+    clients: &Clients,
     name: &str,
     me: &Holder,
+    records: Vec<(u64, Holder)>,
 ) -> Result<Acquire, Failure> {
-    let records = list(ssm, name).await?;
+    let ssm = &clients.ssm;
     let (top_number, top) = match records.last() {
         Some((n, holder)) => (*n, Some(holder)),
         None => (0, None),
     };
-    match judge(top, &me.deployment, me.acquired_at) {
+    match judge(top, me) {
         Top::Mine => return Ok(Acquire::Held),
-        Top::Other(holder) => {
-            if !is_stale(ssm, ecs, cluster, &holder, me.acquired_at).await? {
-                return Ok(Acquire::Busy(Some(holder)));
-            }
-            tracing::warn!(lock = name, holder = %holder.deployment, "taking over a stale lock");
-        }
         Top::Free => {}
+        Top::Other(holder) => {
+            let fact = task_fact(clients, &holder, me.acquired_at).await?;
+            match liveness(&holder, &fact, me.acquired_at) {
+                Liveness::Alive => return Ok(Acquire::Busy(holder)),
+                Liveness::Stale(task) => {
+                    tracing::warn!(lock = name, holder = %holder.deployment, seq = holder.seq, "taking over a stale lock");
+                    record_outcome(clients, &holder, task.as_ref(), me.acquired_at).await?;
+                }
+            }
+        }
     }
     let value = serde_json::to_string(me).expect("holder serialises");
-    let mine = top_number + 1;
-    let created = state::put(ssm, &record_name(name, mine), &value, false).await?;
-    // Look again: after a lost race, to name the winner (or find it is us);
-    // after a win, to be sure our record is the top (see the module docs).
-    let records = list(ssm, name).await?;
-    let Some((top_number, top)) = records.last() else {
-        return Ok(Acquire::Busy(None));
-    };
-    if created && *top_number != mine {
-        tracing::warn!(
-            lock = name,
-            record = mine,
-            top = top_number,
-            "created a lock record below the top; giving it back"
-        );
-        let released = Holder {
-            released: true,
-            ..me.clone()
-        };
-        let value = serde_json::to_string(&released).expect("holder serialises");
-        state::put(ssm, &record_name(name, mine), &value, true).await?;
+    if state::put(ssm, &record_name(name, top_number + 1), &value, false).await? {
+        clean_history(ssm, name, &records, me.acquired_at).await;
+        return Ok(Acquire::Held);
     }
-    match judge(Some(top), &me.deployment, me.acquired_at) {
-        Top::Mine if !top.released => Ok(Acquire::Held),
-        _ if top.released => Ok(Acquire::Busy(None)),
-        _ => Ok(Acquire::Busy(Some(top.clone()))),
+    // Lost the race: name the winner (or find it is another copy of us).
+    let records = list(ssm, name).await?;
+    match records.last().map(|(_, h)| judge(Some(h), me)) {
+        Some(Top::Mine) => Ok(Acquire::Held),
+        Some(Top::Other(winner)) => Ok(Acquire::Busy(winner)),
+        _ => Ok(Acquire::Busy(Holder {
+            deployment: "another deployment".into(),
+            ..me.clone()
+        })),
     }
 }
 
-/// Releases every record `deployment` holds and deletes the history below
-/// the top. Idempotent: releasing a lock not held is a no-op.
-pub async fn release(ssm: &Ssm, name: &str, deployment: &str) -> Result<(), Failure> {
-    let records = list(ssm, name).await?;
-    for (n, holder) in records
-        .iter()
-        .filter(|(_, h)| h.deployment == deployment && !h.released)
+/// Gathers what ECS says about a holder's task: the recorded task, or —
+/// once the holder has made no progress for [`NO_PROGRESS_SECS`] — any task
+/// of its deployment.
+async fn task_fact(clients: &Clients, holder: &Holder, now: u64) -> Result<TaskFact, Failure> {
+    let record = state::read(&clients.ssm, &holder.state_parameter, holder.seq).await?;
+    if let Some(arn) = record.as_ref().and_then(|r| r.task_arn.as_deref())
+        && let Some(view) = task::describe(&clients.ecs, &holder.cluster, arn).await?
     {
-        let released = Holder {
-            released: true,
-            ..holder.clone()
-        };
-        let value = serde_json::to_string(&released).expect("holder serialises");
-        state::put(ssm, &record_name(name, *n), &value, true).await?;
+        return Ok(TaskFact::Seen(view));
     }
-    let history: Vec<String> = records
-        .iter()
-        .rev()
-        .skip(1)
-        .map(|(n, _)| record_name(name, *n))
-        .collect();
-    for chunk in history.chunks(10) {
-        if let Err(e) = ssm
-            .delete_parameters()
-            .set_names(Some(chunk.to_vec()))
-            .send()
-            .await
-        {
-            // History is only clutter; a failed clean-up must not fail a deployment.
-            tracing::warn!(lock = name, error = %Failure::from_sdk("ssm:DeleteParameters", e), "could not delete old lock records");
+    if now.saturating_sub(holder.acquired_at) < NO_PROGRESS_SECS {
+        return Ok(TaskFact::Unknown);
+    }
+    let since = holder.acquired_at.saturating_sub(60) as f64;
+    Ok(TaskFact::Listed(
+        task::find_started(&clients.ecs, &holder.cluster, &holder.deployment, since).await?,
+    ))
+}
+
+/// Writes a stale holder's outcome into its attempt record (and the summary
+/// it leads), unless it is already recorded: what the holder's own
+/// continuation would have written from the same facts.
+async fn record_outcome(
+    clients: &Clients,
+    holder: &Holder,
+    task: Option<&TaskView>,
+    now: u64,
+) -> Result<(), Failure> {
+    let ssm = &clients.ssm;
+    let Some(record) = state::read(ssm, &holder.state_parameter, holder.seq).await? else {
+        return Ok(());
+    };
+    if record.status.is_final() {
+        return Ok(());
+    }
+    let done = outcome_of(&record, task, &crate::job::rfc3339_secs(now));
+    state::write(ssm, &holder.state_parameter, &done).await?;
+    let summary = state::read_summary(ssm, &holder.state_parameter).await?;
+    state::write_summary(ssm, &holder.state_parameter, &done, summary.as_ref()).await
+}
+
+/// The final record of an attempt from its stopped task (or from the proof
+/// that it started none). Pure.
+pub fn outcome_of(record: &State, task: Option<&TaskView>, now: &str) -> State {
+    let Some(task) = task else {
+        return record.failed(
+            FailureClass::Permanent,
+            "abandoned before its task started (no task was started for it)",
+            now,
+        );
+    };
+    let container = record.container.as_deref().unwrap_or_default();
+    let base = State {
+        task_arn: Some(task.arn.clone()),
+        ..record.clone()
+    };
+    match outcome::classify(task, container, u64::MAX, 0.0) {
+        Outcome::Succeeded { .. } => base.finished(Status::Succeeded, Some(0), None, now),
+        Outcome::Failed { exit_code, .. } => base.finished(
+            Status::Failed,
+            Some(exit_code),
+            Some(FailureClass::Permanent),
+            now,
+        ),
+        Outcome::NotStarted { reason, transient } => {
+            let class = if transient {
+                FailureClass::Transient
+            } else {
+                FailureClass::Permanent
+            };
+            base.failed(class, &reason, now)
+        }
+        Outcome::Running { .. } | Outcome::TimedOut { .. } => base,
+    }
+}
+
+/// Releases the records held by the attempt (`state_parameter`, `seq`).
+/// Idempotent: releasing a lock not held is a no-op.
+pub async fn release(
+    ssm: &Ssm,
+    name: &str,
+    state_parameter: &str,
+    seq: u64,
+) -> Result<(), Failure> {
+    for (n, holder) in list(ssm, name).await? {
+        if holder.state_parameter == state_parameter && holder.seq == seq && !holder.released {
+            let released = Holder {
+                released: true,
+                ..holder
+            };
+            let value = serde_json::to_string(&released).expect("holder serialises");
+            state::put(ssm, &record_name(name, n), &value, true).await?;
         }
     }
     Ok(())
 }
 
-/// A holder is stale when its state record says its migration is over, or
-/// its task has stopped for [`STOPPED_GRACE_SECS`] (or ECS no longer knows
-/// it). A holder that has not yet written its state (or is still starting)
-/// is alive: we cannot tell otherwise, and the 24 h rule bounds the wait.
-async fn is_stale(
-    ssm: &Ssm,
-    ecs: &Ecs,
-    cluster: &str,
-    holder: &Holder,
-    now: u64,
-) -> Result<bool, Failure> {
-    let Some(record) = state::read(ssm, &holder.state_parameter).await? else {
-        return Ok(false);
-    };
-    if record.deployment != holder.deployment {
-        return Ok(false);
-    }
-    match (record.status, record.task_arn) {
-        (Status::Succeeded | Status::Failed, _) => Ok(true),
-        (Status::Running, Some(task_arn)) => {
-            let task = task::describe(ecs, cluster, &task_arn).await?;
-            Ok(task.is_none_or(|t| stopped_long_ago(&t, now)))
-        }
-        _ => Ok(false),
-    }
-}
-
-/// Whether a task stopped more than [`STOPPED_GRACE_SECS`] before `now`.
-fn stopped_long_ago(task: &task::TaskView, now: u64) -> bool {
-    task.last_status == "STOPPED"
-        && task
-            .stopped_at
-            .is_none_or(|at| now as f64 - at >= STOPPED_GRACE_SECS)
+/// Deletes history records over an hour old (see the module docs).
+async fn clean_history(ssm: &Ssm, name: &str, records: &[(u64, Holder)], now: u64) {
+    let old: Vec<String> = records
+        .iter()
+        .filter(|(_, h)| now.saturating_sub(h.acquired_at) >= HISTORY_KEPT_SECS)
+        .map(|(n, _)| record_name(name, *n))
+        .collect();
+    state::delete(ssm, &old).await;
 }
 
 fn record_name(lock: &str, n: u64) -> String {
@@ -235,7 +319,7 @@ fn record_name(lock: &str, n: u64) -> String {
 
 /// The lock's records, lowest number first. Records that do not parse are
 /// skipped: they are not ours to judge.
-async fn list(ssm: &Ssm, name: &str) -> Result<Vec<(u64, Holder)>, Failure> {
+pub async fn list(ssm: &Ssm, name: &str) -> Result<Vec<(u64, Holder)>, Failure> {
     let prefix = format!("{name}/");
     let mut records = Vec::new();
     let mut next_token = None;
@@ -273,54 +357,112 @@ async fn list(ssm: &Ssm, name: &str) -> Result<Vec<(u64, Holder)>, Failure> {
 mod tests {
     use super::*;
 
-    fn holder(deployment: &str, acquired_at: u64, released: bool) -> Holder {
+    fn holder(deployment: &str, seq: u64, acquired_at: u64, released: bool) -> Holder {
         Holder {
             deployment: deployment.into(),
             state_parameter: "/s".into(),
+            seq,
+            attempt: 1,
+            cluster: "c".into(),
             acquired_at,
             released,
         }
     }
 
+    fn task(status: &str) -> TaskView {
+        TaskView {
+            arn: "arn:aws:ecs:r:1:task/c/t".into(),
+            last_status: status.into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn judging_the_top_record() {
-        let now = 100_000;
-        assert_eq!(judge(None, "me", now), Top::Free);
-        assert_eq!(judge(Some(&holder("me", now, false)), "me", now), Top::Mine);
+        let me = holder("me", 5, 100, false);
+        assert_eq!(judge(None, &me), Top::Free);
+        assert_eq!(judge(Some(&holder("me", 5, 1, false)), &me), Top::Mine);
+        assert_eq!(judge(Some(&holder("x", 2, 1, true)), &me), Top::Free);
+        // The same deployment's earlier attempt is another holder.
         assert_eq!(
-            judge(Some(&holder("other", now, true)), "me", now),
-            Top::Free
+            judge(Some(&holder("me", 4, 1, false)), &me),
+            Top::Other(holder("me", 4, 1, false))
         );
-        assert_eq!(judge(Some(&holder("me", now, true)), "me", now), Top::Free);
+        // So is the same deployment id on another state parameter.
+        let other_state = Holder {
+            state_parameter: "/other".into(),
+            ..holder("me", 5, 1, false)
+        };
         assert_eq!(
-            judge(Some(&holder("other", now - 60, false)), "me", now),
-            Top::Other(holder("other", now - 60, false))
-        );
-        assert_eq!(
-            judge(
-                Some(&holder("other", now - STALE_AFTER_SECS, false)),
-                "me",
-                now
-            ),
-            Top::Free
+            judge(Some(&other_state), &me),
+            Top::Other(other_state.clone())
         );
     }
 
     #[test]
-    fn a_stopped_task_frees_the_lock_only_after_the_grace() {
-        let stopped = |at: Option<f64>| task::TaskView {
-            last_status: "STOPPED".into(),
-            stopped_at: at,
-            ..Default::default()
+    fn the_lock_follows_the_task() {
+        let h = holder("d", 1, 1_000, false);
+        let young = 1_000 + 60;
+        let old = 1_000 + NO_PROGRESS_SECS;
+        let cases = [
+            (TaskFact::Seen(task("RUNNING")), young, Liveness::Alive),
+            // A stopping task is alive, however old its holder.
+            (
+                TaskFact::Seen(task("DEACTIVATING")),
+                u64::MAX,
+                Liveness::Alive,
+            ),
+            (
+                TaskFact::Seen(task("STOPPED")),
+                young,
+                Liveness::Stale(Some(task("STOPPED"))),
+            ),
+            // MISSING or not yet recorded: alive, never stale on its own.
+            (TaskFact::Unknown, u64::MAX, Liveness::Alive),
+            // Proven to have started nothing, but not for long enough.
+            (TaskFact::Listed(None), young, Liveness::Alive),
+            (TaskFact::Listed(None), old, Liveness::Stale(None)),
+            (
+                TaskFact::Listed(Some(task("PENDING"))),
+                old,
+                Liveness::Alive,
+            ),
+            (
+                TaskFact::Listed(Some(task("STOPPED"))),
+                old,
+                Liveness::Stale(Some(task("STOPPED"))),
+            ),
+        ];
+        for (fact, now, expected) in cases {
+            assert_eq!(liveness(&h, &fact, now), expected, "{fact:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn a_stale_holders_outcome_comes_from_its_task() {
+        let record = State {
+            container: Some("app".into()),
+            ..state::tests_support::record("d", 3, Status::Running)
         };
-        assert!(!stopped_long_ago(&stopped(Some(1000.0)), 1000 + 60));
-        assert!(stopped_long_ago(&stopped(Some(1000.0)), 1000 + 300));
-        assert!(stopped_long_ago(&stopped(None), 1000));
-        let running = task::TaskView {
-            last_status: "RUNNING".into(),
-            ..Default::default()
-        };
-        assert!(!stopped_long_ago(&running, u64::MAX));
+        let mut stopped = task("STOPPED");
+        stopped.stop_code = Some("EssentialContainerExited".into());
+        stopped.containers.insert(
+            "app".into(),
+            task::ContainerView {
+                exit_code: Some(0),
+                reason: None,
+            },
+        );
+        assert_eq!(
+            outcome_of(&record, Some(&stopped), "t").status,
+            Status::Succeeded
+        );
+        stopped.containers.get_mut("app").unwrap().exit_code = Some(2);
+        let failed = outcome_of(&record, Some(&stopped), "t");
+        assert_eq!((failed.status, failed.exit_code), (Status::Failed, Some(2)));
+        let abandoned = outcome_of(&record, None, "t");
+        assert_eq!(abandoned.status, Status::Failed);
+        assert!(abandoned.reason.unwrap().contains("abandoned"));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! The same function, invoked by EventBridge rules, reruns a stage whose
 //! migration failed for a transient reason, reruns a stage on an operator's
 //! request, and stops the migration task when the pipeline execution is
-//! stopped. EventBridge delivers at least once: every path checks the state
-//! record first, and records the event id it acted on, so a second delivery
-//! of the same event does nothing.
+//! stopped. EventBridge delivers at least once: a rerun is claimed with an
+//! atomic create keyed by the failed attempt (`<stateParameter>/rerun/<seq>`)
+//! before RetryStageExecution, so a second delivery of the same event (or
+//! another event about the same failure) does nothing; and these paths never
+//! rewrite any attempt record but the one they act on.
 //!
 //! The action's configuration is not in these events: it is found with
 //! GetPipeline, as the Invoke action of the stage whose `FunctionName` is
@@ -18,8 +20,8 @@ use crate::Clients;
 use crate::config::{self, Config};
 use crate::event::{PipelineEvent, RerunRequest};
 use crate::failure::Failure;
-use crate::state::{self, FailureClass, State, Status};
-use crate::{lock, task};
+use crate::state::{self, Claim, FailureClass, State, Status};
+use crate::task;
 
 /// The variable CodePipeline resolves to the execution id.
 const EXECUTION_ID_VARIABLE: &str = "#{codepipeline.PipelineExecutionId}";
@@ -62,11 +64,11 @@ impl Rerunner<'_> {
             )));
         };
         let ssm = &self.clients.ssm;
-        let record = state::read(ssm, &action.config.state_parameter).await?;
+        let sp = &action.config.state_parameter;
+        let records = state::list(ssm, sp).await?;
         match rerun_decision(
-            record.as_ref(),
+            records.last(),
             &action.deployment,
-            &event.event_id,
             action.config.max_auto_reruns,
         ) {
             Err(why) => Ok(nothing(format!(
@@ -74,20 +76,23 @@ impl Rerunner<'_> {
                 action.stage
             ))),
             Ok(record) => {
-                // Count the rerun before asking for it: a crash in between
+                // Claim the rerun of this failed attempt before asking for
+                // it: every delivery of the event (and any other event about
+                // the same failure) finds it claimed; a crash in between
                 // costs a rerun, never causes two.
-                let counted = State {
-                    reruns: record.reruns + 1,
-                    event_id: Some(event.event_id.clone()),
-                    ..record.clone()
-                };
-                state::write(ssm, &action.config.state_parameter, &counted).await?;
+                if !state::claim(ssm, sp, Claim::Rerun, record.seq, &event.event_id).await? {
+                    return Ok(nothing(format!(
+                        "not rerunning stage {}: attempt {} of deployment {} was already rerun",
+                        action.stage, record.attempt, record.deployment
+                    )));
+                }
                 self.retry_stage(&event.pipeline, &action.stage, &event.execution_id)
                     .await
                     .map(|done| {
                         format!(
                             "{done} (automatic rerun {} of {})",
-                            counted.reruns, action.config.max_auto_reruns
+                            record.reruns + 1,
+                            action.config.max_auto_reruns
                         )
                     })
             }
@@ -147,21 +152,18 @@ impl Rerunner<'_> {
                 request.stage, request.pipeline, self.function_name
             )));
         };
-        // A second delivery of the same request must not rerun twice.
+        // A second delivery of the same request must not rerun twice: the
+        // rerun of the deployment's failed attempt is claimed first.
         let ssm = &self.clients.ssm;
-        let record = state::read(ssm, &action.config.state_parameter).await?;
-        if let Some(record) = record.filter(|r| r.deployment == action.deployment) {
-            if record.event_id.as_deref() == Some(request.event_id.as_str()) {
-                return Ok(nothing(format!(
-                    "rerun request {} was already handled",
-                    request.event_id
-                )));
-            }
-            let marked = State {
-                event_id: Some(request.event_id.clone()),
-                ..record
-            };
-            state::write(ssm, &action.config.state_parameter, &marked).await?;
+        let sp = &action.config.state_parameter;
+        let records = state::list(ssm, sp).await?;
+        if let Some(record) = records.last().filter(|r| r.deployment == action.deployment)
+            && !state::claim(ssm, sp, Claim::Rerun, record.seq, &request.event_id).await?
+        {
+            return Ok(nothing(format!(
+                "attempt {} of deployment {} was already rerun (request {})",
+                record.attempt, record.deployment, request.event_id
+            )));
         }
         self.retry_stage(&request.pipeline, &request.stage, &execution_id)
             .await
@@ -184,9 +186,12 @@ impl Rerunner<'_> {
                 continue;
             }
             let ssm = &self.clients.ssm;
-            let record = state::read(ssm, &config.state_parameter).await?;
-            let running =
-                record.filter(|r| r.deployment == action.deployment && r.status == Status::Running);
+            let sp = &config.state_parameter;
+            let records = state::list(ssm, sp).await?;
+            let running = records
+                .iter()
+                .rev()
+                .find(|r| r.deployment == action.deployment && r.status == Status::Running);
             let Some((record, task_arn)) = running.and_then(|r| r.task_arn.clone().map(|t| (r, t)))
             else {
                 done.push(format!(
@@ -200,15 +205,13 @@ impl Rerunner<'_> {
                 event.execution_id
             );
             task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await?;
+            // The attempt is over; the lock stays with it until ECS says its
+            // task is STOPPED, then the next contender takes over.
             let now = crate::job::rfc3339(std::time::SystemTime::now());
-            let stopped = State {
-                event_id: Some(event.event_id.clone()),
-                ..record.finished(Status::Failed, None, Some(FailureClass::Permanent), &now)
-            };
-            state::write(ssm, &config.state_parameter, &stopped).await?;
-            if let Some(lock_name) = &config.lock {
-                lock::release(ssm, lock_name, &action.deployment).await?;
-            }
+            let stopped = record.failed(FailureClass::Permanent, &reason, &now);
+            state::write(ssm, sp, &stopped).await?;
+            let summary = state::read_summary(ssm, sp).await?;
+            state::write_summary(ssm, sp, &stopped, summary.as_ref()).await?;
             done.push(format!(
                 "stage {}: stopped task {}",
                 action.stage,
@@ -351,19 +354,15 @@ fn targets_function(configured: &str, function_name: &str) -> bool {
     name == function_name
 }
 
-/// The state record when an automatic rerun is due, or why not.
+/// The latest attempt record when an automatic rerun is due, or why not.
 fn rerun_decision<'s>(
-    record: Option<&'s State>,
+    top: Option<&'s State>,
     deployment: &str,
-    event_id: &str,
     max_auto_reruns: u32,
 ) -> Result<&'s State, String> {
-    let record = record
-        .filter(|r| r.deployment == deployment)
-        .ok_or_else(|| format!("the state record is not for deployment {deployment}"))?;
-    if record.event_id.as_deref() == Some(event_id) {
-        return Err(format!("event {event_id} was already handled"));
-    }
+    let record = top.filter(|r| r.deployment == deployment).ok_or_else(|| {
+        format!("the latest attempt on the state parameter is not deployment {deployment}'s")
+    })?;
     if record.status != Status::Failed {
         return Err(format!("the migration is {:?}, not failed", record.status));
     }
@@ -386,6 +385,7 @@ fn rerun_decision<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tests_support::record;
 
     #[test]
     fn recognises_our_function_by_name_alias_or_arn() {
@@ -403,52 +403,19 @@ mod tests {
     }
 
     #[test]
-    fn automatic_reruns_only_for_fresh_transient_failures_within_budget() {
-        let failed = |class, reruns, event: Option<&str>| State {
+    fn automatic_reruns_only_for_transient_failures_within_budget() {
+        let failed = |class, reruns| State {
             reruns,
-            event_id: event.map(Into::into),
-            ..State::starting("exec", 1, 0, "job", "t").finished(
-                Status::Failed,
-                None,
-                Some(class),
-                "t",
-            )
+            ..record("exec", 3, Status::Failed).finished(Status::Failed, None, Some(class), "t")
         };
-        let transient = failed(FailureClass::Transient, 0, None);
-        assert!(rerun_decision(Some(&transient), "exec", "e1", 2).is_ok());
-        assert!(rerun_decision(Some(&transient), "other", "e1", 2).is_err());
-        assert!(rerun_decision(None, "exec", "e1", 2).is_err());
-        assert!(
-            rerun_decision(
-                Some(&failed(FailureClass::Permanent, 0, None)),
-                "exec",
-                "e1",
-                2
-            )
-            .is_err()
-        );
-        assert!(
-            rerun_decision(
-                Some(&failed(FailureClass::Transient, 2, None)),
-                "exec",
-                "e1",
-                2
-            )
-            .is_err()
-        );
-        let handled = failed(FailureClass::Transient, 1, Some("e1"));
-        assert!(
-            rerun_decision(Some(&handled), "exec", "e1", 2)
-                .unwrap_err()
-                .contains("already handled")
-        );
-        assert!(rerun_decision(Some(&handled), "exec", "e2", 2).is_ok());
-        let succeeded = State::starting("exec", 1, 0, "job", "t").finished(
-            Status::Succeeded,
-            Some(0),
-            None,
-            "t",
-        );
-        assert!(rerun_decision(Some(&succeeded), "exec", "e1", 2).is_err());
+        let transient = failed(FailureClass::Transient, 0);
+        assert!(rerun_decision(Some(&transient), "exec", 2).is_ok());
+        assert!(rerun_decision(Some(&transient), "other", 2).is_err());
+        assert!(rerun_decision(None, "exec", 2).is_err());
+        assert!(rerun_decision(Some(&failed(FailureClass::Permanent, 0)), "exec", 2).is_err());
+        assert!(rerun_decision(Some(&failed(FailureClass::Transient, 2)), "exec", 2).is_err());
+        assert!(rerun_decision(Some(&failed(FailureClass::Transient, 1)), "exec", 2).is_ok());
+        let succeeded = record("exec", 3, Status::Succeeded);
+        assert!(rerun_decision(Some(&succeeded), "exec", 2).is_err());
     }
 }

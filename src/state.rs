@@ -1,27 +1,73 @@
-//! The per-deployment state record in SSM (SPEC §5), and what a start makes
-//! of it.
+//! The deployment state in SSM (SPEC §5): one create-only record per
+//! attempt, and the state parameter itself as the summary people read.
 //!
-//! The record is the memory that survives crashes and retries: it says which
-//! deployment last ran (or is running) the migration, which attempt, on which
-//! task, and how it ended. [`plan_start`] is the pure decision "given the
-//! record, what does a new start invocation do?" — it is where "at most once
-//! per deployment" is decided.
+//! # The records
+//!
+//! Under a state parameter `S`:
+//!
+//! - `S/a/0000000001`, `S/a/0000000002`, …: **attempt records**, one per
+//!   RunTask attempt of any deployment on `S`, numbered in the order they
+//!   were claimed (the number is the attempt's `seq`). A record is *created*
+//!   with `Overwrite=false`: of any number of invocations that want to start
+//!   the next attempt, exactly one creates it (the claim), and only that
+//!   attempt's own chain of jobs writes it afterwards (`running`, then the
+//!   outcome). The highest-numbered record is the latest attempt, and its
+//!   deployment is the latest deployment started on `S`.
+//! - `S/reset/<seq>`: created by whoever resets `resetParameters` for attempt
+//!   `seq`, so they are reset once per attempt, never by a repeated delivery.
+//! - `S/rerun/<seq>`: created by the EventBridge handler that reruns the stage
+//!   after attempt `seq` failed transiently: one RetryStageExecution per
+//!   failure, however often EventBridge delivers the event.
+//! - `S` itself: a copy of the latest attempt record in the SPEC §5 shape,
+//!   for people and tools. Nothing relies on it; it is written after the
+//!   record it copies, and never with an older `seq` than it holds.
+//!
+//! Why a late or repeated delivery can only re-report: every record names
+//! the job that claimed it (`jobId`) and the first job of its action run
+//! (`actionJob`, carried in every continuation token). A job without a token
+//! whose id is some record's `actionJob` is a repeated delivery of an action
+//! run that already began, and a continuation names the attempt it belongs
+//! to; either one finds what that attempt recorded and reports it. Starting
+//! an attempt needs a claim, and a claim needs the latest record to say that
+//! this caller may start the next one ([`crate::job::plan`]).
+//!
+//! Old records are deleted by the next claim: a record of a deployment that
+//! is no longer the latest, beyond the newest [`KEEP`] records, goes (with
+//! its reset and rerun claims). The deployments those records named stay
+//! known through the latest record's `recent` list, so a very late job of
+//! one of them is still recognised as superseded.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterType;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::config::Rerun;
 use crate::failure::Failure;
 
-/// Where the deployment's migration is.
+/// Attempt records kept besides the latest deployment's own.
+pub const KEEP: usize = 6;
+/// How many earlier deployments the latest record remembers.
+const RECENT: usize = 64;
+
+/// Where the attempt is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Claimed; RunTask has not been answered yet (or not been called).
     Starting,
+    /// RunTask answered with this task.
     Running,
     Succeeded,
     Failed,
+}
+
+impl Status {
+    /// Whether the attempt is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed)
+    }
 }
 
 /// Whether a failure is worth an automatic rerun.
@@ -32,18 +78,14 @@ pub enum FailureClass {
     Permanent,
 }
 
-/// The JSON value of the state parameter.
-///
-/// `jobId` (the CodePipeline job that started the current attempt) and
-/// `eventId` are our additions to the SPEC's fields: the first tells a
-/// duplicate delivery of that job (resume, never start again) from a stage
-/// retry (a new job: new attempt); the second makes EventBridge-driven
-/// reruns and stops happen once per event.
+/// One attempt record, and the summary in the state parameter (the SPEC §5
+/// fields first, then ours).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct State {
     pub deployment: String,
     pub status: Status,
+    /// The deployment's attempt number: never restarts for a deployment.
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -57,32 +99,32 @@ pub struct State {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// Position of the record among all attempts on the state parameter.
+    #[serde(default)]
+    pub seq: u64,
+    /// The job that claimed this attempt.
+    #[serde(default)]
+    pub job_id: String,
+    /// The first job of the action run this attempt belongs to.
+    #[serde(default)]
+    pub action_job: String,
+    /// Start attempts made by this action run, this one included.
+    #[serde(default)]
+    pub tries: u32,
+    /// The decisive container, so whoever records the outcome (a contender
+    /// taking over a stale lock, too) judges the same container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    /// The last EventBridge event acted on, so a second delivery of the same
-    /// event does nothing.
+    pub container: Option<String>,
+    /// Why the attempt failed, in a sentence, when it did not exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    pub reason: Option<String>,
+    /// Keys ([`deployment_key`]) of the deployments started on this state
+    /// parameter before this one, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<String>,
 }
 
 impl State {
-    /// The record of a new attempt that is about to call RunTask.
-    pub fn starting(deployment: &str, attempt: u32, reruns: u32, job_id: &str, now: &str) -> State {
-        State {
-            deployment: deployment.to_owned(),
-            status: Status::Starting,
-            attempt,
-            task_arn: None,
-            exit_code: None,
-            failure_class: None,
-            reruns,
-            started_at: Some(now.to_owned()),
-            finished_at: None,
-            job_id: Some(job_id.to_owned()),
-            event_id: None,
-        }
-    }
-
     /// The same record, finished.
     pub fn finished(
         &self,
@@ -99,85 +141,228 @@ impl State {
             ..self.clone()
         }
     }
-}
 
-/// What a start invocation does, given the state record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StartPlan {
-    /// This deployment's migration already succeeded and `rerun` is `once`.
-    AlreadySucceeded(State),
-    /// This deployment's task is running: watch it, never start another.
-    Watch { attempt: u32, task_arn: String },
-    /// This job already finished its attempt (a duplicate delivery): report
-    /// the recorded outcome again.
-    Replay(State),
-    /// Call RunTask for `attempt`. When the record says `starting` for the
-    /// same attempt, this is a resumption after a crash, and the repeated
-    /// `clientToken` makes ECS return the task it may already have started.
-    Run { attempt: u32, reruns: u32 },
-}
+    /// The record of a failure that is not an exit code: a start failure, a
+    /// timeout, a stop.
+    pub fn failed(&self, class: FailureClass, reason: &str, now: &str) -> State {
+        State {
+            reason: Some(reason.to_owned()),
+            ..self.finished(Status::Failed, None, Some(class), now)
+        }
+    }
 
-/// Decides how a start goes on from the state record (`None`: no record yet).
-///
-/// The attempt number never restarts for the same deployment, so every
-/// RunTask attempt gets its own `clientToken`.
-pub fn plan_start(
-    state: Option<&State>,
-    deployment: &str,
-    job_id: &str,
-    rerun: Rerun,
-) -> StartPlan {
-    let Some(state) = state.filter(|s| s.deployment == deployment) else {
-        return StartPlan::Run {
-            attempt: 1,
-            reruns: 0,
-        };
-    };
-    let same_job = state.job_id.as_deref() == Some(job_id);
-    match state.status {
-        Status::Succeeded if rerun == Rerun::Once => StartPlan::AlreadySucceeded(state.clone()),
-        Status::Running => match &state.task_arn {
-            Some(task_arn) => StartPlan::Watch {
-                attempt: state.attempt,
-                task_arn: task_arn.clone(),
-            },
-            None => StartPlan::Run {
-                attempt: state.attempt,
-                reruns: state.reruns,
-            },
-        },
-        Status::Starting => StartPlan::Run {
-            attempt: state.attempt,
-            reruns: state.reruns,
-        },
-        Status::Succeeded | Status::Failed if same_job => StartPlan::Replay(state.clone()),
-        Status::Succeeded | Status::Failed => StartPlan::Run {
-            attempt: state.attempt + 1,
-            reruns: state.reruns,
-        },
+    /// Whether this attempt may be rerun automatically.
+    pub fn failed_transiently(&self) -> bool {
+        self.status == Status::Failed && self.failure_class == Some(FailureClass::Transient)
     }
 }
 
-/// Reads the state record; `None` when the parameter does not exist.
-///
-/// A parameter that exists but is not a record of ours is a configuration
-/// error: overwriting it could destroy someone's data.
-pub async fn read(ssm: &Client, name: &str) -> Result<Option<State>, Failure> {
-    let Some(value) = get(ssm, name).await? else {
-        return Ok(None);
+/// A short, SSM-safe, stable key for a deployment id.
+pub fn deployment_key(deployment: &str) -> String {
+    let digest = Sha256::digest(deployment.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `recent` list of a new record that follows `top`.
+pub fn recent_after(top: Option<&State>, deployment: &str) -> Vec<String> {
+    let Some(top) = top else { return Vec::new() };
+    let mut recent = top.recent.clone();
+    if top.deployment != deployment {
+        recent.retain(|k| *k != deployment_key(&top.deployment));
+        recent.insert(0, deployment_key(&top.deployment));
+    }
+    recent.truncate(RECENT);
+    recent
+}
+
+/// `S/a/<seq>`.
+pub fn attempt_name(state_parameter: &str, seq: u64) -> String {
+    format!("{state_parameter}/a/{seq:010}")
+}
+
+/// `S/<kind>/<seq>`: the create-only claim of a side effect of attempt `seq`.
+pub fn claim_name(state_parameter: &str, kind: Claim, seq: u64) -> String {
+    let kind = match kind {
+        Claim::Reset => "reset",
+        Claim::Rerun => "rerun",
     };
-    serde_json::from_str(&value).map(Some).map_err(|e| {
+    format!("{state_parameter}/{kind}/{seq:010}")
+}
+
+/// Side effects of an attempt claimed besides the attempt itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Resetting `resetParameters` for the attempt.
+    Reset,
+    /// Rerunning the stage after the attempt failed.
+    Rerun,
+}
+
+/// The attempt records of a state parameter, lowest `seq` first. Values that
+/// are not records of ours are a configuration error (someone else's data
+/// under our prefix).
+pub async fn list(ssm: &Client, state_parameter: &str) -> Result<Vec<State>, Failure> {
+    let path = format!("{state_parameter}/a");
+    let mut records = BTreeMap::new();
+    let mut next_token = None;
+    loop {
+        let out = ssm
+            .get_parameters_by_path()
+            .path(&path)
+            .recursive(false)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| Failure::from_sdk("ssm:GetParametersByPath", e))?;
+        for parameter in out.parameters() {
+            let name = parameter.name().unwrap_or_default();
+            let Some(seq) = name.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            let record = parse(name, parameter.value().unwrap_or_default())?;
+            records.insert(seq, State { seq, ..record });
+        }
+        next_token = out.next_token;
+        if next_token.is_none() {
+            break;
+        }
+    }
+    Ok(records.into_values().collect())
+}
+
+/// Reads one attempt record; `None` when it does not exist.
+pub async fn read(ssm: &Client, state_parameter: &str, seq: u64) -> Result<Option<State>, Failure> {
+    let name = attempt_name(state_parameter, seq);
+    match get(ssm, &name).await? {
+        Some(value) => parse(&name, &value).map(|r| Some(State { seq, ..r })),
+        None => Ok(None),
+    }
+}
+
+/// Reads the summary in the state parameter itself.
+pub async fn read_summary(ssm: &Client, state_parameter: &str) -> Result<Option<State>, Failure> {
+    match get(ssm, state_parameter).await? {
+        Some(value) => parse(state_parameter, &value).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse(name: &str, value: &str) -> Result<State, Failure> {
+    serde_json::from_str(value).map_err(|e| {
         Failure::Configuration(format!(
-            "state parameter `{name}` holds a value that is not a migrate-once state record ({e}); \
+            "SSM parameter `{name}` holds a value that is not a migrate-once state record ({e}); \
              set `stateParameter` to a name of its own, or delete the parameter if it is stale"
         ))
     })
 }
 
-/// Writes the state record (overwriting: only the lock holder writes it).
-pub async fn write(ssm: &Client, name: &str, state: &State) -> Result<(), Failure> {
-    let value = serde_json::to_string(state).expect("state serialises");
-    put(ssm, name, &value, true).await.map(|_| ())
+/// Claims attempt `record.seq`: `Ok(false)` when another invocation did.
+pub async fn create(ssm: &Client, state_parameter: &str, record: &State) -> Result<bool, Failure> {
+    let value = serde_json::to_string(record).expect("state serialises");
+    put(
+        ssm,
+        &attempt_name(state_parameter, record.seq),
+        &value,
+        false,
+    )
+    .await
+}
+
+/// Overwrites the attempt record (only its own chain, or whoever records
+/// the outcome of a stale holder, does).
+pub async fn write(ssm: &Client, state_parameter: &str, record: &State) -> Result<(), Failure> {
+    let value = serde_json::to_string(record).expect("state serialises");
+    put(
+        ssm,
+        &attempt_name(state_parameter, record.seq),
+        &value,
+        true,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Copies `record` into the state parameter unless `current` (what it holds
+/// now, as read by the caller) is a newer attempt.
+pub async fn write_summary(
+    ssm: &Client,
+    state_parameter: &str,
+    record: &State,
+    current: Option<&State>,
+) -> Result<(), Failure> {
+    if current.is_some_and(|c| c.seq > record.seq) {
+        return Ok(());
+    }
+    let value = serde_json::to_string(record).expect("state serialises");
+    put(ssm, state_parameter, &value, true).await.map(|_| ())
+}
+
+/// Claims a side effect of attempt `seq`: `Ok(true)` for the one winner.
+pub async fn claim(
+    ssm: &Client,
+    state_parameter: &str,
+    kind: Claim,
+    seq: u64,
+    value: &str,
+) -> Result<bool, Failure> {
+    put(ssm, &claim_name(state_parameter, kind, seq), value, false).await
+}
+
+/// Whether the side effect was claimed.
+pub async fn claimed(
+    ssm: &Client,
+    state_parameter: &str,
+    kind: Claim,
+    seq: u64,
+) -> Result<bool, Failure> {
+    Ok(get(ssm, &claim_name(state_parameter, kind, seq))
+        .await?
+        .is_some())
+}
+
+/// The records a new claim may delete: of deployments other than the latest,
+/// beyond the newest [`KEEP`]. Pure, so the rule is tested on its own.
+pub fn expired(records: &[State]) -> Vec<u64> {
+    let Some(top) = records.last() else {
+        return Vec::new();
+    };
+    let keep_from = records.len().saturating_sub(KEEP);
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i < keep_from && r.deployment != top.deployment)
+        .map(|(_, r)| r.seq)
+        .collect()
+}
+
+/// Deletes the records [`expired`] names, with their claims. Best effort:
+/// clutter must never fail a deployment.
+pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
+    let names: Vec<String> = expired(records)
+        .into_iter()
+        .flat_map(|seq| {
+            [
+                attempt_name(state_parameter, seq),
+                claim_name(state_parameter, Claim::Reset, seq),
+                claim_name(state_parameter, Claim::Rerun, seq),
+            ]
+        })
+        .collect();
+    delete(ssm, &names).await;
+}
+
+/// `DeleteParameters` in chunks of ten, best effort (missing names are fine).
+pub async fn delete(ssm: &Client, names: &[String]) {
+    for chunk in names.chunks(10) {
+        if let Err(e) = ssm
+            .delete_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .send()
+            .await
+        {
+            tracing::warn!(error = %Failure::from_sdk("ssm:DeleteParameters", e), "could not delete old records");
+        }
+    }
 }
 
 /// `GetParameter`, with "not found" as `None`.
@@ -218,107 +403,48 @@ pub async fn put(ssm: &Client, name: &str, value: &str, overwrite: bool) -> Resu
     }
 }
 
+/// Records for tests of the modules that decide over them.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    fn state(deployment: &str, status: Status, attempt: u32, job: &str) -> State {
+    pub fn record(deployment: &str, seq: u64, status: Status) -> State {
         State {
-            task_arn: Some("arn:task/1".into()),
-            ..State::starting(deployment, attempt, 0, job, "2026-01-01T00:00:00Z")
+            deployment: deployment.into(),
+            status,
+            attempt: 1,
+            task_arn: None,
+            exit_code: None,
+            failure_class: None,
+            reruns: 0,
+            started_at: None,
+            finished_at: None,
+            seq,
+            job_id: "j".into(),
+            action_job: "j".into(),
+            tries: 1,
+            container: None,
+            reason: None,
+            recent: Vec::new(),
         }
-        .finished(status, None, None, "2026-01-01T00:01:00Z")
     }
+}
 
-    #[test]
-    fn start_plans() {
-        use Status::*;
-        let once = Rerun::Once;
-        let cases: Vec<(Option<State>, Rerun, StartPlan)> = vec![
-            (
-                None,
-                once,
-                StartPlan::Run {
-                    attempt: 1,
-                    reruns: 0,
-                },
-            ),
-            (
-                Some(state("other", Running, 4, "j0")),
-                once,
-                StartPlan::Run {
-                    attempt: 1,
-                    reruns: 0,
-                },
-            ),
-            (
-                Some(state("d", Succeeded, 2, "j0")),
-                once,
-                StartPlan::AlreadySucceeded(state("d", Succeeded, 2, "j0")),
-            ),
-            (
-                Some(state("d", Succeeded, 2, "j0")),
-                Rerun::Always,
-                StartPlan::Run {
-                    attempt: 3,
-                    reruns: 0,
-                },
-            ),
-            (
-                Some(state("d", Running, 2, "j0")),
-                once,
-                StartPlan::Watch {
-                    attempt: 2,
-                    task_arn: "arn:task/1".into(),
-                },
-            ),
-            (
-                Some(state("d", Starting, 2, "j0")),
-                once,
-                StartPlan::Run {
-                    attempt: 2,
-                    reruns: 0,
-                },
-            ),
-            // A stage retry (new job) after a failure: next attempt.
-            (
-                Some(state("d", Failed, 2, "j0")),
-                once,
-                StartPlan::Run {
-                    attempt: 3,
-                    reruns: 0,
-                },
-            ),
-            // The same job again after it failed: a duplicate, never a new task.
-            (
-                Some(state("d", Failed, 2, "j1")),
-                once,
-                StartPlan::Replay(state("d", Failed, 2, "j1")),
-            ),
-            (
-                Some(state("d", Succeeded, 2, "j1")),
-                Rerun::Always,
-                StartPlan::Replay(state("d", Succeeded, 2, "j1")),
-            ),
-        ];
-        for (record, rerun, expected) in cases {
-            assert_eq!(
-                plan_start(record.as_ref(), "d", "j1", rerun),
-                expected,
-                "{record:?}"
-            );
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::tests_support::record;
+    use super::*;
 
     #[test]
     fn record_uses_the_spec_field_names() {
-        let record = State::starting("exec-1", 1, 0, "job-1", "2026-01-01T00:00:00Z");
-        let json = serde_json::to_value(&record).unwrap();
+        let mut r = record("exec-1", 3, Status::Starting);
+        r.started_at = Some("2026-01-01T00:00:00Z".into());
+        let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["deployment"], "exec-1");
         assert_eq!(json["status"], "starting");
         assert_eq!(json["attempt"], 1);
         assert_eq!(json["startedAt"], "2026-01-01T00:00:00Z");
-        let done = record.finished(
+        let done = r.finished(
             Status::Failed,
             Some(3),
             Some(FailureClass::Permanent),
@@ -327,5 +453,44 @@ mod tests {
         let json = serde_json::to_value(&done).unwrap();
         assert_eq!(json["exitCode"], 3);
         assert_eq!(json["failureClass"], "permanent");
+        assert_eq!(json["finishedAt"], "later");
+    }
+
+    #[test]
+    fn names_sort_by_number() {
+        assert_eq!(attempt_name("/s", 7), "/s/a/0000000007");
+        assert!(attempt_name("/s", 10) > attempt_name("/s", 9));
+        assert_eq!(claim_name("/s", Claim::Reset, 2), "/s/reset/0000000002");
+    }
+
+    #[test]
+    fn only_old_records_of_earlier_deployments_expire() {
+        let mut records: Vec<State> = (1..=10)
+            .map(|seq| record(&format!("d{seq}"), seq, Status::Succeeded))
+            .collect();
+        assert_eq!(expired(&records), vec![1, 2, 3, 4]);
+        // The latest deployment's own records stay, however many.
+        for r in records.iter_mut().skip(2) {
+            r.deployment = "d10".into();
+        }
+        assert_eq!(expired(&records), vec![1, 2]);
+        assert!(expired(&[]).is_empty());
+    }
+
+    #[test]
+    fn recent_remembers_earlier_deployments_newest_first_and_bounded() {
+        let mut top = record("a", 1, Status::Succeeded);
+        assert!(recent_after(None, "a").is_empty());
+        assert!(recent_after(Some(&top), "a").is_empty());
+        top.recent = recent_after(Some(&top), "b");
+        assert_eq!(top.recent, vec![deployment_key("a")]);
+        top.deployment = "b".into();
+        assert_eq!(
+            recent_after(Some(&top), "c"),
+            vec![deployment_key("b"), deployment_key("a")]
+        );
+        top.recent = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(recent_after(Some(&top), "c").len(), RECENT);
+        assert_eq!(deployment_key("a").len(), 16);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
-    KeyValuePair, LaunchType, NetworkConfiguration, Tag, TaskOverride,
+    DesiredStatus, KeyValuePair, LaunchType, NetworkConfiguration, Tag, TaskField, TaskOverride,
 };
 use sha2::{Digest, Sha256};
 
@@ -235,6 +235,10 @@ pub enum NotStarted {
     /// ECS could not place or start it (`failures[]`, capacity, throttling):
     /// counts as an attempt; `transient` says whether another may succeed.
     Attempt { reason: String, transient: bool },
+    /// ECS did not answer (timeout, 5xx or throttling after the SDK's
+    /// retries): the task may have been created. Retry the *same* attempt
+    /// with the same `clientToken`; never count this as a failed attempt.
+    Unknown(String),
     /// Retrying will not help: the failure to report.
     Fatal(Failure),
 }
@@ -352,10 +356,7 @@ pub async fn run(
                 });
             }
             match Failure::from_sdk("ecs:RunTask", e) {
-                Failure::Unavailable { detail, .. } => Err(NotStarted::Attempt {
-                    reason: format!("ecs:RunTask failed: {detail}"),
-                    transient: true,
-                }),
+                Failure::Unavailable { detail, .. } => Err(NotStarted::Unknown(detail)),
                 other => Err(NotStarted::Fatal(other)),
             }
         }
@@ -397,8 +398,12 @@ pub async fn describe(
         .send()
         .await
         .map_err(|e| Failure::from_sdk("ecs:DescribeTasks", e))?;
+    Ok(out.tasks().first().map(|task| view(task, task_arn)))
+}
+
+fn view(task: &aws_sdk_ecs::types::Task, task_arn: &str) -> TaskView {
     let secs = |t: Option<&aws_sdk_ecs::primitives::DateTime>| t.map(|t| t.as_secs_f64());
-    Ok(out.tasks().first().map(|task| TaskView {
+    TaskView {
         arn: task.task_arn().unwrap_or(task_arn).to_owned(),
         last_status: task.last_status().unwrap_or("PROVISIONING").to_owned(),
         stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
@@ -419,7 +424,64 @@ pub async fn describe(
                 )
             })
             .collect(),
-    }))
+    }
+}
+
+/// The task we started for `deployment` in `cluster` since `since` (epoch
+/// seconds), preferring one that is not `STOPPED`: the proof a lock
+/// contender needs that a holder without a recorded task started none.
+/// Stopped tasks stay listed for about an hour, so a task started within
+/// the last hour cannot hide.
+pub async fn find_started(
+    ecs: &Client,
+    cluster: &str,
+    deployment: &str,
+    since: f64,
+) -> Result<Option<TaskView>, Failure> {
+    let mut arns = Vec::new();
+    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let mut next_token = None;
+        loop {
+            let out = ecs
+                .list_tasks()
+                .cluster(cluster)
+                .started_by(STARTED_BY)
+                .desired_status(status.clone())
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|e| Failure::from_sdk("ecs:ListTasks", e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            next_token = out.next_token;
+            if next_token.is_none() {
+                break;
+            }
+        }
+    }
+    let mut found: Vec<TaskView> = Vec::new();
+    for chunk in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| Failure::from_sdk("ecs:DescribeTasks", e))?;
+        found.extend(
+            out.tasks()
+                .iter()
+                .filter(|t| {
+                    t.tags().iter().any(|tag| {
+                        tag.key() == Some(DEPLOYMENT_TAG) && tag.value() == Some(deployment)
+                    })
+                })
+                .map(|t| view(t, ""))
+                .filter(|v| v.created_at.is_none_or(|at| at >= since)),
+        );
+    }
+    found.sort_by_key(|v| v.last_status == "STOPPED");
+    Ok(found.into_iter().next())
 }
 
 /// Stops a task, saying why in `stoppedReason` (ECS keeps 255 characters).

@@ -10,44 +10,56 @@ use serde::{Deserialize, Serialize};
 
 /// CodePipeline accepts continuation tokens of 1 to 2048 characters.
 pub const MAX_LEN: usize = 2048;
-const VERSION: u8 = 1;
+/// Version 2: every phase names its attempt record and its action run.
+const VERSION: u8 = 2;
 
-/// Where the action is, between two invocations.
+/// Where the action is, between two invocations. Every phase carries the
+/// first job of its action run (`j`): that is how a repeated delivery of
+/// that job is told from a new action run, whatever happened in between.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "p")]
 pub enum Phase {
-    /// Another deployment holds the lock; try to start again.
-    #[serde(rename = "lock")]
-    WaitLock {
+    /// Go on with the claimed attempt `seq`: after waiting for the lock, an
+    /// unknown RunTask outcome, or a retry-worthy AWS error before RunTask.
+    #[serde(rename = "resume")]
+    Resume {
         #[serde(rename = "d")]
         deployment: String,
-        /// Start attempts made so far in this action execution.
-        #[serde(rename = "n")]
-        tries: u32,
+        #[serde(rename = "j")]
+        action_job: String,
+        #[serde(rename = "s")]
+        seq: u64,
+        /// Resumptions after an unknown outcome so far.
+        #[serde(rename = "n", default)]
+        unknown: u32,
     },
-    /// The last start failed transiently; start the next attempt.
-    #[serde(rename = "start")]
-    Start {
+    /// Attempt `after` failed to start for a transient reason: claim the next.
+    #[serde(rename = "retry")]
+    Retry {
         #[serde(rename = "d")]
         deployment: String,
-        #[serde(rename = "n")]
-        tries: u32,
+        #[serde(rename = "j")]
+        action_job: String,
+        #[serde(rename = "s")]
+        after: u64,
     },
     /// The migration task is running; check on it.
     #[serde(rename = "watch")]
     Watch(Watch),
 }
 
-/// What watching a task needs: which task, which container decides, and
-/// where its logs are.
+/// What watching a task needs: which attempt and task, which container
+/// decides, and where its logs are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Watch {
     #[serde(rename = "d")]
     pub deployment: String,
+    #[serde(rename = "j")]
+    pub action_job: String,
+    #[serde(rename = "s")]
+    pub seq: u64,
     #[serde(rename = "a")]
     pub attempt: u32,
-    #[serde(rename = "n")]
-    pub tries: u32,
     #[serde(rename = "t")]
     pub task_arn: String,
     #[serde(rename = "c")]
@@ -55,6 +67,10 @@ pub struct Watch {
     /// `awslogs` group and stream prefix of the decisive container.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<(String, String)>,
+    /// Epoch seconds when RunTask answered, to tell ECS's eventual
+    /// consistency (`MISSING` moments later) from a task it forgot.
+    #[serde(rename = "at", default)]
+    pub since: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,7 +84,7 @@ impl Phase {
     /// The deployment this token belongs to.
     pub fn deployment(&self) -> &str {
         match self {
-            Phase::WaitLock { deployment, .. } | Phase::Start { deployment, .. } => deployment,
+            Phase::Resume { deployment, .. } | Phase::Retry { deployment, .. } => deployment,
             Phase::Watch(w) => &w.deployment,
         }
     }
@@ -115,8 +131,10 @@ mod tests {
     fn round_trips_compactly() {
         let phase = Phase::Watch(Watch {
             deployment: "6c1f2a0e-7d8b-4a51-9a3c-1f2e3d4c5b6a".into(),
+            action_job: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into(),
+            seq: 12,
             attempt: 2,
-            tries: 1,
+            since: 1_700_000_000,
             task_arn:
                 "arn:aws:ecs:eu-west-1:123456789012:task/prod/0a1b2c3d4e5f60718293a4b5c6d7e8f9"
                     .into(),
@@ -124,13 +142,15 @@ mod tests {
             logs: Some(("/ecs/app".into(), "migrate".into())),
         });
         let text = phase.encode().unwrap();
-        assert!(text.starts_with(r#"{"v":1,"p":"watch""#), "{text}");
-        assert!(text.len() < 300, "{}", text.len());
+        assert!(text.starts_with(r#"{"v":2,"p":"watch""#), "{text}");
+        assert!(text.len() < 400, "{}", text.len());
         assert_eq!(Phase::decode(&text).unwrap(), phase);
 
-        let phase = Phase::WaitLock {
+        let phase = Phase::Resume {
             deployment: "d".into(),
-            tries: 0,
+            action_job: "j".into(),
+            seq: 3,
+            unknown: 1,
         };
         assert_eq!(Phase::decode(&phase.encode().unwrap()).unwrap(), phase);
     }
@@ -141,7 +161,8 @@ mod tests {
             "",
             "abc",
             "{}",
-            r#"{"v":2,"p":"watch"}"#,
+            r#"{"v":3,"p":"watch"}"#,
+            r#"{"v":1,"p":"lock","d":"x","n":0}"#,
             r#"{"v":1,"p":"dance"}"#,
             "[1]",
         ] {
@@ -151,9 +172,10 @@ mod tests {
 
     #[test]
     fn refuses_to_exceed_the_limit() {
-        let phase = Phase::Start {
+        let phase = Phase::Retry {
             deployment: "x".repeat(3000),
-            tries: 1,
+            action_job: "j".into(),
+            after: 1,
         };
         assert!(phase.encode().is_err());
     }

@@ -170,28 +170,26 @@ impl Sys {
             .collect()
     }
 
-    /// Whether the lock is held only by a live migration: the top record is
-    /// released, or its holder's state says it is over (stale), or its
-    /// holder's task is still running.
+    /// Whether the lock is held only as the model allows: released, or
+    /// held by an attempt that has a task (alive until ECS says STOPPED,
+    /// then the next contender takes over at once). An attempt without a
+    /// task would make the next deployment wait for the no-progress proof.
     fn lock_free_or_stale(&self) -> bool {
         let Some((_, top)) = self.lock_top() else {
             return true;
         };
-        if top["released"] == true {
-            return true;
-        }
-        let state = self.state().unwrap_or(Value::Null);
-        if state["deployment"] != top["deployment"] {
-            return false;
-        }
-        // Held by a migration that really is still running: rightly held.
-        let live_task = state["status"] == "running"
-            && self
-                .aws
-                .task_timeline()
-                .iter()
-                .any(|t| state["taskArn"] == t.arn.as_str() && t.end().is_none());
-        state["status"] == "succeeded" || state["status"] == "failed" || live_task
+        top["released"] == true || self.holder_task(&top).is_some()
+    }
+
+    /// The task of the attempt a lock record names, per its attempt record.
+    fn holder_task(&self, holder: &Value) -> Option<String> {
+        let record = format!(
+            "{}/a/{:010}",
+            holder["stateParameter"].as_str()?,
+            holder["seq"].as_u64()?
+        );
+        let value: Value = serde_json::from_str(&self.aws.parameter(&record)?.value).ok()?;
+        value["taskArn"].as_str().map(str::to_owned)
     }
 
     fn explain(&self, results: &[&ActionResult]) -> String {
@@ -515,7 +513,10 @@ async fn late_duplicates_never_touch_the_next_deployments_state_or_lock() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let held = sys.lock_top();
+    let holder = |top: Option<(String, Value)>| {
+        top.map(|(name, v)| (name, v["deployment"].clone(), v["seq"].clone()))
+    };
+    let held = holder(sys.lock_top());
     for i in 0..first.jobs.len() {
         sys.host
             .invoke_async(&sys.job_event(&first, i))
@@ -523,7 +524,7 @@ async fn late_duplicates_never_touch_the_next_deployments_state_or_lock() {
             .await;
         let state = sys.state().unwrap_or(Value::Null);
         assert!(
-            state["deployment"] == exec_id(2).as_str() && sys.lock_top() == held,
+            state["deployment"] == exec_id(2).as_str() && holder(sys.lock_top()) == held,
             "a late duplicate of deployment 1's job {} touched deployment 2's state or lock: {state}\n{}",
             i + 1,
             sys.explain(&[&first])
@@ -595,9 +596,10 @@ async fn throttling_and_5xx_once_are_retried_and_exhausted_fail_naming_the_api()
 /// most one task, and the lock not left held by a live-looking holder.
 async fn exhausted(op: &str, fault: Fault) -> Result<(), String> {
     let mut s = base();
-    let calls = if op == "DescribeTasks" {
-        // Never seeing the task keeps the action waiting (the task runs on
-        // regardless); here the first 3 invocations cannot see it.
+    let calls = if matches!(op, "DescribeTasks" | "GetParameter") && fault != Fault::AccessDenied {
+        // Never seeing the task, or never being able to record its end,
+        // keeps the action in progress (the migration may have succeeded);
+        // here the first 3 invocations cannot.
         Calls::Numbers((1..=9).collect())
     } else {
         Calls::Keyword("all".into())
@@ -609,8 +611,9 @@ async fn exhausted(op: &str, fault: Fault) -> Result<(), String> {
     if sys.aws.task_count() > 1 || !sys.aws.overlapping_tasks().is_empty() {
         return fail("more than one task".into());
     }
-    if !sys.lock_free_or_stale() {
-        return fail("the action ended but the lock is held by a live-looking holder".into());
+    let unknown_run_task = op == "RunTask" && fault != Fault::AccessDenied;
+    if !unknown_run_task && !sys.lock_free_or_stale() {
+        return fail("the action ended but the lock is held by a holder without a task".into());
     }
     let service = match op {
         "GetParameter" | "PutParameter" | "GetParametersByPath" | "DeleteParameters" => "ssm",
@@ -633,7 +636,25 @@ async fn exhausted(op: &str, fault: Fault) -> Result<(), String> {
         }
         // Clean-up of old lock records is best effort.
         "DeleteParameters" => return sys.check_exactly_once(&r),
-        "DescribeTasks" if fault != Fault::AccessDenied => {
+        // RunTask's outcome stays unknown: the attempt stays claimed (and
+        // holds the lock) so that a stage retry resumes it with the same
+        // clientToken; nothing is recorded as failed.
+        "RunTask" if unknown_run_task => {
+            let state = sys
+                .aws
+                .parameter(&format!("{STATE}/a/0000000001"))
+                .map(|p| p.value);
+            if r.failure_type.as_deref() != Some("SystemUnavailable")
+                || !r
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("same clientToken"))
+                || !state.is_some_and(|v| v.contains("\"starting\""))
+            {
+                return fail("expected SystemUnavailable with the attempt still claimed".into());
+            }
+        }
+        "DescribeTasks" | "GetParameter" if fault != Fault::AccessDenied => {
             sys.check_exactly_once(&r)?;
             if !r
                 .reports
@@ -673,36 +694,48 @@ async fn access_denied_on_each_call_is_a_permission_error_naming_it() {
     run_cases(cases).await;
 }
 
-/// The start fails after the lock was taken (the `starting` state write is
-/// throttled for good): the action fails naming the call, and the lock is
-/// released so the next deployment need not wait 24 h.
+/// The start meets throttling for good right after it took the lock (the
+/// reset claim and everything after): the action stays in progress with the
+/// attempt claimed and the lock held, and runs exactly once when SSM answers
+/// again. (Before, the action failed and a stage retry started over.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_failing_after_the_lock_was_taken_releases_it() {
+async fn a_start_throttled_after_taking_the_lock_waits_and_then_runs_once() {
     let mut s = base();
-    // PutParameter #1 creates the lock record; #2..#4 are the state write.
+    // PutParameter #1 claims the attempt, #2 creates the lock record; the
+    // next nine (three invocations' SDK tries) are throttled.
     s.faults = vec![rule(
         "PutParameter",
-        Calls::Numbers(vec![2, 3, 4]),
+        Calls::Numbers((3..=11).collect()),
         Fault::Throttle,
     )];
+    s.user_parameters = with_reset(&s, &["/app/once-flag"]);
     let sys = Sys::start(s).await;
     let r = sys.action(&exec_id(1)).await.expect("action");
-    assert_eq!(
-        r.failure_type.as_deref(),
-        Some("SystemUnavailable"),
+    sys.check_exactly_once(&r).unwrap();
+    assert!(
+        r.reports.iter().any(|x| x
+            .summary
+            .as_deref()
+            .is_some_and(|m| m.contains("ssm:PutParameter"))),
         "{}",
         sys.explain(&[&r])
     );
-    assert!(
-        r.message
-            .as_deref()
-            .is_some_and(|m| m.contains("ssm:PutParameter"))
-    );
-    assert_eq!(sys.aws.task_count(), 0);
-    let (_, top) = sys.lock_top().expect("lock record");
-    assert_eq!(top["released"], true, "{}", sys.explain(&[&r]));
-    let next = sys.action(&exec_id(2)).await.expect("next");
-    sys.check_exactly_once(&next).unwrap();
+    // The flag was reset once, by the attempt that claimed the reset.
+    let resets = sys
+        .aws
+        .calls_of("PutParameter")
+        .into_iter()
+        .filter(|c| c.ok() && c.request["Name"] == "/app/once-flag")
+        .count();
+    assert_eq!(resets, 1, "{}", sys.explain(&[&r]));
+}
+
+/// UserParameters of `s` with `resetParameters` set.
+fn with_reset(s: &Scenario, names: &[&str]) -> local_aws::scenario::UserParameters {
+    let mut params: Value = serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
+    params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
+    params["resetParameters"] = json!(names);
+    local_aws::scenario::UserParameters::Json(params)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -737,10 +770,6 @@ async fn every_terminal_path_releases_the_lock() {
             let fail = |why: String| Err(format!("{why}\n{}", sys.explain(&[&r])));
             if got != expected {
                 return fail(format!("ended {got}, expected {expected}"));
-            }
-            match sys.lock_top() {
-                Some((_, top)) if top["released"] == true => {}
-                other => return fail(format!("lock not released: {other:?}")),
             }
             let state = sys.state().unwrap_or(Value::Null);
             let status = if expected == "Succeeded" {
@@ -777,6 +806,37 @@ async fn every_terminal_path_releases_the_lock() {
             {
                 return fail("message does not name ecs:RunTask".into());
             }
+            match sys.lock_top() {
+                Some((_, top)) if top["released"] == true => {}
+                // A timed-out task is stopping: the lock stays with it until
+                // ECS says STOPPED; the next deployment then takes over at
+                // once (and records nothing: the outcome is recorded).
+                Some((_, top)) if name == "timeout" && sys.holder_task(&top).is_some() => {
+                    let next = sys.action("f0000000-0000-4000-8000-00000000000a").await?;
+                    if next.status != ActionStatus::Succeeded
+                        || next.reports.iter().any(|x| {
+                            x.summary
+                                .as_deref()
+                                .is_some_and(|m| m.starts_with("Waiting"))
+                        })
+                    {
+                        return fail(
+                            "the next deployment did not take over the stopped holder at once"
+                                .into(),
+                        );
+                    }
+                    if sys
+                        .state()
+                        .is_some_and(|s| s["deployment"] != next.execution_id.as_str())
+                    {
+                        return fail(
+                            "the state parameter does not show the latest deployment".into(),
+                        );
+                    }
+                    return Ok(());
+                }
+                other => return fail(format!("lock not released: {other:?}")),
+            }
             Ok(())
         }));
     }
@@ -788,6 +848,12 @@ async fn twenty_deployments_at_once_migrate_one_at_a_time_and_all_finish() {
     let mut s = base();
     s.timing.continuation_delay_millis = 20;
     s.function.max_instances = 25;
+    // Twenty services' migrations, each with its own state, on one database.
+    let mut params: Value = serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
+    params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
+    params["stateParameter"] = json!("/migrate-once/app/#{codepipeline.PipelineExecutionId}");
+    params["lock"] = json!(LOCK);
+    s.user_parameters = local_aws::scenario::UserParameters::Json(params);
     let sys = Sys::start(s).await;
     let executions: Vec<String> = (1..=20).map(exec_id).collect();
     let results = match sys.actions(&executions).await {
@@ -827,59 +893,114 @@ async fn twenty_deployments_at_once_migrate_one_at_a_time_and_all_finish() {
     assert_eq!(top["released"], true);
 }
 
-/// A lock record left by deployment `old`, and its state record.
-fn stale_world(holder_state: Value, acquired_at: u64) -> Scenario {
+/// Deployments started at once on the *same* state parameter: only the
+/// latest one started may migrate (SPEC §4 step 4); the others fail as
+/// superseded without a task, and nothing overlaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_racing_on_one_state_parameter_never_run_an_older_one() {
+    let mut s = base();
+    s.timing.continuation_delay_millis = 20;
+    let sys = Sys::start(s).await;
+    let executions: Vec<String> = (1..=5).map(exec_id).collect();
+    let results = match sys.actions(&executions).await {
+        Ok(r) => r,
+        Err(why) => panic!("{why}\n{}", sys.explain(&[])),
+    };
+    let all: Vec<&ActionResult> = results.iter().collect();
+    let explain = || sys.explain(&all);
+    let mut succeeded = 0;
+    for r in &results {
+        let tasks = sys.tasks_of(&r.execution_id).len();
+        match r.status {
+            ActionStatus::Succeeded => {
+                succeeded += 1;
+                assert_eq!(tasks, 1, "{}", explain());
+            }
+            _ => {
+                assert!(
+                    r.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("superseded")),
+                    "{}",
+                    explain()
+                );
+                assert_eq!(tasks, 0, "{}", explain());
+            }
+        }
+        assert_eq!(r.reports.len(), r.jobs.len(), "{}", explain());
+    }
+    assert!(succeeded >= 1, "{}", explain());
+    assert!(sys.aws.overlapping_tasks().is_empty(), "{}", explain());
+    assert_eq!(
+        sys.state().expect("state")["status"],
+        "succeeded",
+        "{}",
+        explain()
+    );
+}
+
+/// A lock record left by deployment `old` (attempt record 1 of the state
+/// parameter, `holder_record`'s fields over a claimed attempt), taken at
+/// `acquired_at`.
+fn stale_world(holder_record: Value, acquired_at: u64) -> Scenario {
+    let mut record = json!({"deployment": "old", "status": "starting", "attempt": 1, "seq": 1,
+                            "jobId": "old-job", "actionJob": "old-job", "tries": 1, "container": "app"});
+    if let (Some(r), Some(extra)) = (record.as_object_mut(), holder_record.as_object()) {
+        r.extend(extra.clone());
+    }
     let mut s = base();
     s.parameters = vec![
         ParameterSpec {
             name: STATE.into(),
-            value: holder_state,
+            value: record.clone(),
+            kind: "String".into(),
+        },
+        ParameterSpec {
+            name: format!("{STATE}/a/0000000001"),
+            value: record,
             kind: "String".into(),
         },
         ParameterSpec {
             name: format!("{LOCK}/0000000007"),
-            value: json!({"deployment": "old", "stateParameter": STATE,
-                          "acquiredAt": acquired_at, "released": false}),
+            value: json!({"deployment": "old", "stateParameter": STATE, "seq": 1, "attempt": 1,
+                          "cluster": "app", "acquiredAt": acquired_at, "released": false}),
             kind: "String".into(),
         },
     ];
     s
 }
 
+const GONE_TASK: &str =
+    "arn:aws:ecs:us-east-1:123456789012:task/app/00000000000000000000000000000000";
+
+/// Holders that are provably over: ECS no longer knows their task, or they
+/// never started one, and they made no progress for 15 minutes. Two
+/// contenders at once: exactly one takes over, records the holder's
+/// outcome, and both then migrate one after the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_holders_are_taken_over_by_exactly_one_of_two_contenders() {
-    let now = now_secs();
-    let gone_task = "arn:aws:ecs:us-east-1:123456789012:task/app/00000000000000000000000000000000";
+    let idle = now_secs() - 20 * 60;
     let holders = [
         (
-            "state failed",
-            json!({"deployment": "old", "status": "failed", "attempt": 1}),
-            now,
+            "task gone, idle 20 min",
+            json!({"status": "running", "taskArn": GONE_TASK}),
+            idle,
         ),
+        ("never started a task, idle 20 min", json!({}), idle),
         (
-            "state succeeded",
-            json!({"deployment": "old", "status": "succeeded", "attempt": 1}),
-            now,
-        ),
-        (
-            "task gone",
-            json!({"deployment": "old", "status": "running", "attempt": 1, "taskArn": gone_task}),
-            now,
-        ),
-        (
-            "older than 24 h",
-            json!({"deployment": "old", "status": "starting", "attempt": 1}),
-            now - 25 * 3600,
+            "never started a task, 25 h old",
+            json!({}),
+            now_secs() - 25 * 3600,
         ),
     ];
     let mut cases = Vec::new();
-    for (what, state, at) in holders {
-        for round in 0..3 {
-            let state = state.clone();
+    for (what, record, at) in holders {
+        for round in 0..2 {
+            let record = record.clone();
             cases.push((
                 format!("stale holder ({what}), round {round}"),
                 async move {
-                    let sys = Sys::start(stale_world(state, at)).await;
+                    let sys = Sys::start(stale_world(record, at)).await;
                     let executions = vec![exec_id(1), exec_id(2)];
                     let results = sys
                         .actions(&executions)
@@ -887,15 +1008,16 @@ async fn stale_holders_are_taken_over_by_exactly_one_of_two_contenders() {
                         .map_err(|e| format!("{e}\n{}", sys.explain(&[])))?;
                     let all: Vec<&ActionResult> = results.iter().collect();
                     let fail = |why: String| Err(format!("{why}\n{}", sys.explain(&all)));
-                    for r in &results {
-                        if r.status != ActionStatus::Succeeded
-                            || sys.tasks_of(&r.execution_id).len() != 1
-                        {
-                            return fail(format!(
-                                "{} did not migrate exactly once",
-                                r.execution_id
-                            ));
-                        }
+                    // Both are new deployments on one state parameter: the
+                    // later claim supersedes the earlier unless it already ran.
+                    let ran: Vec<&ActionResult> = results
+                        .iter()
+                        .filter(|r| r.status == ActionStatus::Succeeded)
+                        .collect();
+                    if ran.is_empty()
+                        || ran.iter().any(|r| sys.tasks_of(&r.execution_id).len() != 1)
+                    {
+                        return fail("no contender migrated exactly once".into());
                     }
                     if !sys.aws.overlapping_tasks().is_empty() {
                         return fail("both contenders migrated at once".into());
@@ -914,6 +1036,14 @@ async fn stale_holders_are_taken_over_by_exactly_one_of_two_contenders() {
                     if creates != 1 {
                         return fail(format!("the takeover record was created {creates} times"));
                     }
+                    // The holder's outcome was recorded for it.
+                    let old = sys
+                        .aws
+                        .parameter(&format!("{STATE}/a/0000000001"))
+                        .map(|p| p.value);
+                    if !old.is_some_and(|v| v.contains("\"failed\"")) {
+                        return fail("the stale holder's outcome was not recorded".into());
+                    }
                     Ok(())
                 },
             ));
@@ -922,49 +1052,72 @@ async fn stale_holders_are_taken_over_by_exactly_one_of_two_contenders() {
     run_cases(cases).await;
 }
 
+/// Holders that may still be migrating are waited for, whatever their
+/// record says (SPEC §4 step 3): a fresh claim; a failed record while a stage
+/// retry has just taken the lock (issue 8, sequence 2: the record is the
+/// *lock holder's attempt*, not the deployment's last one); a task that ECS
+/// answers MISSING moments after RunTask (sequence 3). The waiting summary
+/// names the holder; once it releases, the waiter migrates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_holder_is_waited_for_with_its_name_in_the_summary() {
-    // `starting` and fresh: alive as far as anyone can tell.
-    let s = stale_world(
-        json!({"deployment": "old", "status": "starting", "attempt": 1}),
-        now_secs(),
-    );
-    let sys = Sys::start(s).await;
-    let driver = PipelineDriver::new(&sys.aws, &sys.host);
-    let run = tokio::spawn(async move { driver.run(&exec_id(1)).await });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting = sys
-            .aws
-            .reports()
-            .iter()
-            .filter(|r| {
-                r.summary
-                    .as_deref()
-                    .is_some_and(|s| s.contains("Waiting: deployment old"))
-            })
-            .count();
-        if waiting >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never waited\n{}",
-            sys.explain(&[])
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let cases = [
+        ("fresh claim", json!({})),
+        (
+            "failed record, no task",
+            json!({"status": "failed", "failureClass": "permanent"}),
+        ),
+        (
+            "MISSING task moments after RunTask",
+            json!({"status": "running", "taskArn": GONE_TASK}),
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (what, record) in cases {
+        runs.push((format!("live holder ({what})"), async move {
+            let sys = Sys::start(stale_world(record, now_secs())).await;
+            let driver = PipelineDriver::new(&sys.aws, &sys.host);
+            let run = tokio::spawn(async move { driver.run(&exec_id(1)).await });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let waiting = sys
+                    .aws
+                    .reports()
+                    .iter()
+                    .filter(|r| {
+                        r.summary
+                            .as_deref()
+                            .is_some_and(|s| s.contains("Waiting: deployment old"))
+                    })
+                    .count();
+                if waiting >= 2 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("never waited\n{}", sys.explain(&[])));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if sys.aws.task_count() != 0 {
+                return Err(format!(
+                    "started while the lock was held\n{}",
+                    sys.explain(&[])
+                ));
+            }
+            // The holder finishes and releases its record.
+            sys.aws.put_parameter(
+                &format!("{LOCK}/0000000007"),
+                &json!({"deployment": "old", "stateParameter": STATE, "seq": 1, "cluster": "app",
+                        "acquiredAt": now_secs(), "released": true})
+                .to_string(),
+            );
+            let r = tokio::time::timeout(Duration::from_secs(20), run)
+                .await
+                .map_err(|_| "did not end".to_string())?
+                .map_err(|e| e.to_string())?;
+            sys.check_exactly_once(&r)
+        }));
     }
-    assert_eq!(sys.aws.task_count(), 0, "started while the lock was held");
-    // The holder finishes and releases its record.
-    sys.aws.put_parameter(
-        &format!("{LOCK}/0000000007"),
-        &json!({"deployment": "old", "stateParameter": STATE, "acquiredAt": now_secs(), "released": true}).to_string(),
-    );
-    let r = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("ends")
-        .expect("driver");
-    sys.check_exactly_once(&r).unwrap();
+    run_cases(runs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1030,6 +1183,9 @@ impl Rng {
     }
 }
 
+/// The instance-side flag the random schedules reset.
+const FLAG: &str = "/app/once-flag";
+
 const OPERATIONS: &[&str] = &[
     "DescribeTaskDefinition",
     "DescribeServices",
@@ -1052,10 +1208,13 @@ fn random_schedule(seed: u64) -> (Scenario, Vec<String>, String) {
     let mut faults = Vec::new();
     for _ in 0..rng.below(8) {
         let op = OPERATIONS[rng.below(OPERATIONS.len() as u64) as usize];
-        let fault = match rng.below(3) {
+        let fault = match rng.below(4) {
             0 => Fault::Throttle,
             1 => Fault::Http500,
-            _ => Fault::Http503,
+            2 => Fault::Http503,
+            // The call takes effect, its answer is lost (a timeout after
+            // the fact): RunTask's task exists, a create's record exists.
+            _ => Fault::LostAnswer,
         };
         let n = 1 + rng.below(30) as u32;
         faults.push(rule(op, Calls::Numbers(vec![n]), fault));
@@ -1085,6 +1244,17 @@ fn random_schedule(seed: u64) -> (Scenario, Vec<String>, String) {
             .map(|d| (d.job, d.concurrent))
             .collect::<Vec<_>>()
     );
+    // ECS's eventual consistency: a fresh task may be MISSING for a while.
+    let missing: Vec<u32> = (0..deployments).map(|_| rng.below(3) as u32).collect();
+    s.tasks = missing
+        .iter()
+        .map(|&n| local_aws::scenario::TaskOutcome {
+            missing_describes: n,
+            ..Default::default()
+        })
+        .collect();
+    let describe = format!("{describe}, MISSING answers {missing:?}");
+    s.user_parameters = with_reset(&s, &[FLAG]);
     s.faults = faults;
     s.duplicate_deliveries = duplicates;
     s.timing.continuation_delay_millis = 5;
@@ -1102,22 +1272,17 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
     let all: Vec<&ActionResult> = results.iter().collect();
     let fail = |why: String| Err(format!("{describe}\n{why}\n{}", sys.explain(&all)));
 
-    // An action may still be waiting only for an abandoned holder: one whose
-    // action ended unreported (every delivery crashed), or whose action had
-    // already failed when a late duplicate of its job started an attempt
-    // nobody watches. The lock then keeps the stopped holder for its grace
-    // period (`lock::STOPPED_GRACE_SECS`), as it must, so that a holder's
-    // outcome is never overwritten; after it, the holder is stale.
-    let holder = sys.lock_top().map(|(_, v)| v["deployment"].clone());
-    let state = sys.state().unwrap_or(Value::Null);
-    let abandoned = results.iter().any(|r| {
-        let holds = holder
-            .as_ref()
-            .is_some_and(|h| h == r.execution_id.as_str());
-        let unwatched = r.status == ActionStatus::Failed
-            && state["deployment"] == r.execution_id.as_str()
-            && state["status"] == "running";
-        holds && (r.status == ActionStatus::NoReport || unwatched)
+    // An action may still be waiting only for an abandoned holder: one
+    // that holds the lock without a task (it crashed, or lost every answer,
+    // before RunTask answered) and whose action has ended. It is alive as far
+    // as anyone can prove for 15 minutes, as it must be: the task it may
+    // have started could be running.
+    let abandoned = sys.lock_top().is_some_and(|(_, top)| {
+        top["released"] != true
+            && sys.holder_task(&top).is_none()
+            && results
+                .iter()
+                .any(|r| top["deployment"] == r.execution_id.as_str())
     });
     if !unfinished.is_empty() && !abandoned {
         return fail(format!(
@@ -1132,11 +1297,50 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
             sys.aws.overlapping_tasks()
         ));
     }
-    let state_writes: Vec<Value> = sys
-        .aws
-        .calls_of("PutParameter")
-        .into_iter()
-        .filter(|c| c.request["Name"] == STATE)
+    let puts = sys.aws.calls_of("PutParameter");
+    // The state parameter never goes back to an older attempt.
+    let mut shown = 0;
+    for c in puts.iter().filter(|c| c.ok() && c.request["Name"] == STATE) {
+        let seq = c.request["Value"]
+            .as_str()
+            .and_then(|v| serde_json::from_str::<Value>(v).ok())
+            .and_then(|v| v["seq"].as_u64())
+            .unwrap_or(0);
+        if seq < shown {
+            return fail(format!(
+                "the state parameter went back from attempt record {shown} to {seq}"
+            ));
+        }
+        shown = seq;
+    }
+    // Reset parameters are reset once per claimed reset, never again.
+    let claims_of = |prefix: &str| {
+        puts.iter()
+            .filter(|c| {
+                c.ok()
+                    && c.request["Overwrite"] != true
+                    && c.request["Name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(prefix))
+            })
+            .count()
+    };
+    let resets = puts
+        .iter()
+        .filter(|c| c.ok() && c.request["Name"] == FLAG)
+        .count();
+    if resets > claims_of(&format!("{STATE}/reset/")) {
+        return fail(format!(
+            "the flag was reset {resets} times for fewer claimed resets"
+        ));
+    }
+    let state_writes: Vec<Value> = puts
+        .iter()
+        .filter(|c| {
+            c.request["Name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(STATE))
+        })
         .map(|c| {
             let mut v: Value = c.request["Value"]
                 .as_str()
@@ -1164,6 +1368,23 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
             .filter_map(|c| c.request["clientToken"].as_str().map(str::to_owned))
             .collect();
         let tasks = sys.tasks_of(e);
+        let claimed = puts
+            .iter()
+            .filter(|c| {
+                c.ok()
+                    && c.request["Overwrite"] != true
+                    && c.request["Name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&format!("{STATE}/a/")))
+                    && c.request["Value"].as_str().is_some_and(|v| v.contains(e))
+            })
+            .count();
+        if tasks.len() > claimed {
+            return fail(format!(
+                "{e}: {} tasks from {claimed} claimed attempts",
+                tasks.len()
+            ));
+        }
         if tasks.len() > tokens.len() {
             return fail(format!(
                 "{e}: {} tasks from {} attempts",
@@ -1196,7 +1417,12 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
             }
             ActionStatus::Failed => {
                 let m = r.message.as_deref().unwrap_or("");
-                if r.failure_type.as_deref() != Some("SystemUnavailable") || !m.contains(':') {
+                let superseded = r.failure_type.as_deref() == Some("JobFailed")
+                    && m.contains("superseded")
+                    && tasks.is_empty();
+                if !superseded
+                    && (r.failure_type.as_deref() != Some("SystemUnavailable") || !m.contains(':'))
+                {
                     return fail(format!("{e}: unclear failure {:?}: {m}", r.failure_type));
                 }
                 if r.reports.len() != r.jobs.len() {
@@ -1239,7 +1465,6 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
             "final state {final_state} for a succeeded deployment"
         ));
     }
-    // An abandoned holder keeps the lock for its grace period, then is stale.
     if !sys.lock_free_or_stale() && !abandoned {
         return fail("every action ended but the lock looks held".into());
     }
@@ -1318,4 +1543,198 @@ fn schedules_are_reproducible_from_their_seed() {
     let (_, a, da) = random_schedule(42);
     let (_, b, db) = random_schedule(42);
     assert_eq!((a, da), (b, db));
+}
+
+/// Issue 8's sequences, each against the real binary. Every one failed on
+/// the single-record model this replaced.
+mod sequences {
+    use super::*;
+
+    /// Two deployments sharing one lock, each with its own state parameter
+    /// (two services' migrations on one database), `deployment` as given.
+    fn shared_lock(mut s: Scenario, deployment: &str) -> Scenario {
+        let mut params: Value =
+            serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
+        params["deployment"] = json!(deployment);
+        params["stateParameter"] = json!("/migrate-once/app/#{codepipeline.PipelineExecutionId}");
+        params["lock"] = json!(LOCK);
+        s.user_parameters = local_aws::scenario::UserParameters::Json(params);
+        s
+    }
+
+    /// 1. A timed-out task keeps running for its stopTimeout after StopTask:
+    /// the waiting deployment starts only once ECS says it is STOPPED.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_task_keeps_the_lock_until_it_has_stopped() {
+        let mut s = shared_lock(
+            scenario_file("timeout"),
+            "#{codepipeline.PipelineExecutionId}",
+        );
+        s.tasks[0].stop_delay_millis = 1500;
+        s.timing.continuation_delay_millis = 50;
+        let sys = Sys::start(s).await;
+        let results = sys
+            .actions(&[exec_id(1), exec_id(2)])
+            .await
+            .expect("actions");
+        let all: Vec<&ActionResult> = results.iter().collect();
+        assert!(
+            sys.aws.overlapping_tasks().is_empty(),
+            "the next migration started beside a stopping one\n{}",
+            sys.explain(&all)
+        );
+        assert_eq!(sys.aws.task_count(), 2, "{}", sys.explain(&all));
+        assert!(
+            results.iter().any(|r| r
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("timed out"))),
+            "{}",
+            sys.explain(&all)
+        );
+    }
+
+    /// 3. DescribeTasks answers MISSING for a task created moments ago:
+    /// the task is watched on, never called a failed start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_task_that_ecs_does_not_show_yet_is_watched_on() {
+        let mut s = base();
+        s.tasks = vec![local_aws::scenario::TaskOutcome {
+            missing_describes: 4,
+            ..Default::default()
+        }];
+        let sys = Sys::start(s).await;
+        let r = sys.action(&exec_id(1)).await.expect("action");
+        sys.check_exactly_once(&r).unwrap();
+        assert!(
+            r.reports.iter().any(|x| x
+                .summary
+                .as_deref()
+                .is_some_and(|m| m.contains("does not show"))),
+            "{}",
+            sys.explain(&[&r])
+        );
+    }
+
+    /// 4. RunTask creates the task and the answer is lost, through every
+    /// SDK try: the same attempt is tried again with the same clientToken,
+    /// which returns that task. One task, attempt 1.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_run_task_answer_is_retried_as_the_same_attempt() {
+        let mut s = base();
+        s.faults = vec![rule(
+            "RunTask",
+            Calls::Numbers(vec![1, 2, 3]),
+            Fault::LostAnswer,
+        )];
+        let sys = Sys::start(s).await;
+        let r = sys.action(&exec_id(1)).await.expect("action");
+        sys.check_exactly_once(&r).unwrap();
+        let tokens: BTreeSet<String> = sys
+            .aws
+            .calls_of("RunTask")
+            .into_iter()
+            .filter_map(|c| c.request["clientToken"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(tokens.len(), 1, "{}", sys.explain(&[&r]));
+    }
+
+    /// 6. A late copy of job 1 after the action waited for the lock, and of
+    /// every later job, after everything ended: no task, no report, no
+    /// record, no reset changes — also with `rerun: "always"`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_copies_after_a_lock_wait_change_nothing() {
+        for rerun in ["once", "always"] {
+            let mut s = shared_lock(base(), "#{codepipeline.PipelineExecutionId}");
+            let mut params: Value =
+                serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
+            params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
+            params["rerun"] = json!(rerun);
+            params["resetParameters"] = json!([FLAG]);
+            s.user_parameters = local_aws::scenario::UserParameters::Json(params);
+            s.timing.continuation_delay_millis = 20;
+            let sys = Sys::start(s).await;
+            let results = sys
+                .actions(&[exec_id(1), exec_id(2)])
+                .await
+                .expect("actions");
+            let all: Vec<&ActionResult> = results.iter().collect();
+            assert!(
+                results.iter().all(|r| r.status == ActionStatus::Succeeded),
+                "{}",
+                sys.explain(&all)
+            );
+            let waited = results
+                .iter()
+                .find(|r| {
+                    r.reports.iter().any(|x| {
+                        x.summary
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with("Waiting"))
+                    })
+                })
+                .expect("one deployment waited for the other");
+            let snapshot = || {
+                (
+                    sys.aws.task_count(),
+                    sys.aws.reports().len(),
+                    sys.aws
+                        .parameters()
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let before = snapshot();
+            for r in &results {
+                for i in 0..r.jobs.len() {
+                    let outcome = sys.host.invoke_async(&sys.job_event(r, i)).wait().await;
+                    assert!(outcome.succeeded(), "{}", sys.explain(&all));
+                    assert!(
+                        snapshot() == before,
+                        "rerun {rerun}: a late copy of job {} of {} (waited: {}) changed something\n{}",
+                        i + 1,
+                        r.execution_id,
+                        r.execution_id == waited.execution_id,
+                        sys.explain(&all)
+                    );
+                }
+            }
+        }
+    }
+
+    /// 10. Two state parameters share a lock and the same custom deployment
+    /// id: two different holders, never two migrations at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_deployment_id_on_two_state_parameters_does_not_share_the_lock() {
+        let mut s = shared_lock(base(), "release-42");
+        s.timing.continuation_delay_millis = 20;
+        s.tasks = vec![
+            serde_json::from_value(
+                json!({"timeline": ["PENDING", "RUNNING", "RUNNING", "RUNNING"]}),
+            )
+            .expect("task"),
+            serde_json::from_value(
+                json!({"timeline": ["PENDING", "RUNNING", "RUNNING", "RUNNING"]}),
+            )
+            .expect("task"),
+        ];
+        let sys = Sys::start(s).await;
+        let results = sys
+            .actions(&[exec_id(1), exec_id(2)])
+            .await
+            .expect("actions");
+        let all: Vec<&ActionResult> = results.iter().collect();
+        assert!(
+            results.iter().all(|r| r.status == ActionStatus::Succeeded),
+            "{}",
+            sys.explain(&all)
+        );
+        assert_eq!(sys.aws.task_count(), 2, "{}", sys.explain(&all));
+        assert!(
+            sys.aws.overlapping_tasks().is_empty(),
+            "{}",
+            sys.explain(&all)
+        );
+    }
 }

@@ -36,12 +36,16 @@ pub struct TaskTimeline {
     pub stopped: Option<Duration>,
     /// Current `lastStatus`.
     pub last_status: String,
+    /// How long the task runs on after `StopTask`.
+    pub stop_delay: Duration,
 }
 
 impl TaskTimeline {
-    /// The end of the task's active interval: stopped, else stop requested.
+    /// The end of the task's active interval: stopped, else when a requested
+    /// stop completes (a stopping task is alive until then).
     pub fn end(&self) -> Option<Duration> {
-        self.stopped.or(self.stop_requested)
+        self.stopped
+            .or(self.stop_requested.map(|at| at + self.stop_delay))
     }
 }
 
@@ -121,6 +125,7 @@ impl Ecs {
                     stop_requested: t.stop_requested.as_ref().map(|(_, _, i)| rel(*i)),
                     stopped: t.stopped.as_ref().map(|(_, _, i)| rel(*i)),
                     last_status: t.last_status().to_string(),
+                    stop_delay: t.stop_delay(),
                 }
             })
             .collect()
@@ -506,7 +511,8 @@ impl Ecs {
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         for reference in &refs {
-            match self.find_task(&cluster, reference) {
+            let found = self.find_task(&cluster, reference);
+            match found.and_then(|t| (!t.hidden_from_describe()).then_some(t)) {
                 Some(t) => {
                     t.refresh(true);
                     tasks.push(t.to_json(include_tags));

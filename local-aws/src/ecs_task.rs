@@ -130,6 +130,9 @@ impl Task {
         if self.stopped.is_some() {
             return "STOPPED";
         }
+        if self.stop_requested.is_some() && self.outcome.stop_delay_millis > 0 {
+            return "STOPPING";
+        }
         let idx = self.step_index();
         self.outcome
             .timeline
@@ -166,8 +169,10 @@ impl Task {
         if observed && self.outcome.step_millis.is_none() {
             self.observations += 1;
         }
+        let delay = self.stop_delay();
         let stop_due = match (&self.stop_requested, self.outcome.step_millis) {
             (None, _) => false,
+            (Some((_, _, at)), _) if !delay.is_zero() => at.elapsed() >= delay,
             (Some(_), Some(_)) => true,
             (Some(_), None) => observed,
         };
@@ -220,7 +225,30 @@ impl Task {
     }
 
     fn finish(&mut self, stopped: Stopped) {
-        self.stopped = Some((stopped, SystemTime::now(), Instant::now()));
+        // A delayed stop completes `stopDelayMillis` after StopTask, whenever
+        // it is observed.
+        let at = match &self.stop_requested {
+            Some((_, wall, instant)) if !self.stop_delay().is_zero() => {
+                (*wall + self.stop_delay(), *instant + self.stop_delay())
+            }
+            _ => (SystemTime::now(), Instant::now()),
+        };
+        self.stopped = Some((stopped, at.0, at.1));
+    }
+
+    /// How long a stopping task runs on after `StopTask` (its `stopTimeout`).
+    pub fn stop_delay(&self) -> Duration {
+        Duration::from_millis(self.outcome.stop_delay_millis)
+    }
+
+    /// Whether this `DescribeTasks` should answer `MISSING` for the task
+    /// (ECS's eventual consistency right after RunTask); counts one.
+    pub fn hidden_from_describe(&mut self) -> bool {
+        if self.outcome.missing_describes == 0 {
+            return false;
+        }
+        self.outcome.missing_describes -= 1;
+        true
     }
 
     /// Records a `StopTask` (the first reason wins, as in ECS).

@@ -108,7 +108,7 @@ pub fn fault_error(fault: Fault, service: Service, operation: &str) -> ApiError 
             }
             e
         }
-        Fault::Http500 => ApiError::new(
+        Fault::Http500 | Fault::LostAnswer => ApiError::new(
             500,
             service.internal_error_code(),
             "We encountered an internal error. Please try again.",

@@ -393,6 +393,14 @@ pub struct TaskOutcome {
     /// `failures[].detail` for `runTaskFailure`.
     #[serde(default)]
     pub run_task_failure_detail: Option<String>,
+    /// After `StopTask` the task stays `STOPPING` (alive) for this long before
+    /// it is `STOPPED`, as a container with a long `stopTimeout` does.
+    #[serde(default)]
+    pub stop_delay_millis: u64,
+    /// The first this many `DescribeTasks` calls that name the task answer
+    /// `MISSING` (ECS is eventually consistent right after RunTask).
+    #[serde(default)]
+    pub missing_describes: u32,
     /// What each container printed (container name → lines, oldest first):
     /// the content of its `awslogs` stream once the task has stopped.
     #[serde(default)]
@@ -408,6 +416,8 @@ impl Default for TaskOutcome {
             stopped_reason: default_stopped_reason(),
             container_reasons: BTreeMap::new(),
             created_seconds_ago: 0,
+            stop_delay_millis: 0,
+            missing_describes: 0,
             step_millis: None,
             run_task_failure: None,
             run_task_failure_detail: None,
@@ -474,6 +484,9 @@ pub enum Fault {
     /// Apply the call, then SIGKILL the calling function process before it
     /// sees the answer.
     Crash,
+    /// Apply the call, then answer HTTP 500 as if it had failed: the caller
+    /// cannot tell whether it took effect (a timeout after the fact).
+    LostAnswer,
 }
 
 /// A job whose event Lambda delivers twice.

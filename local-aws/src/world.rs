@@ -128,6 +128,9 @@ impl World {
             .as_deref()
             .and_then(|t| self.recorder.job_for_trace(t));
         let result = match fault {
+            Some(Fault::LostAnswer) => self
+                .dispatch(service, operation, &request, job_id.as_deref())
+                .and_then(|_| Err(fault_error(Fault::LostAnswer, service, operation))),
             Some(f) if f != Fault::Crash => Err(fault_error(f, service, operation)),
             _ => self.dispatch(service, operation, &request, job_id.as_deref()),
         };

@@ -1,0 +1,228 @@
+//! A CodePipeline job, from event to report (SPEC §4): the migration's state
+//! machine.
+//!
+//! Every invocation ends in exactly one report for its job id. The modules:
+//!
+//! - [`plan`]: who may start an attempt — the pure decision over the
+//!   attempt records ([`crate::state`]).
+//! - `start`: claims or resumes an attempt, takes the lock, resets, calls
+//!   RunTask; every side effect claimed first.
+//! - `watch`: follows the task, records its outcome, releases the lock.
+//! - `text`: what the pipeline reads: summaries, messages, output variables.
+//!
+//! Why a crash, a duplicate or a late delivery can only resume or re-report:
+//! an attempt exists only once its record was *created* (one winner); its
+//! resets and its rerun are claimed the same way; RunTask carries a
+//! `clientToken` derived from (state parameter, deployment, attempt), and an
+//! unknown RunTask outcome is retried as the same attempt; the lock is
+//! re-entrant only for the same attempt and follows its task. Transient AWS
+//! errors anywhere hand back a continuation token: an action never fails
+//! while its migration may still succeed.
+
+pub mod plan;
+mod start;
+mod text;
+mod watch;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_smithy_types::date_time::{DateTime, Format};
+use tracing::{info, instrument};
+
+use crate::Clients;
+use crate::config::{self, Config};
+use crate::event::Job;
+use crate::failure::Failure;
+use crate::report::{self, Report, Sent};
+use crate::token::Phase;
+use plan::Caller;
+
+/// Runs one job to its report. `Err` only when the report could not be
+/// sent, so that Lambda delivers the event again.
+#[instrument(skip_all, fields(job_id = %job.id))]
+pub async fn handle(
+    clients: &Clients,
+    defaults: &[(String, String)],
+    job: &Job,
+    deadline: SystemTime,
+) -> Result<Sent, Failure> {
+    let invocation = Invocation {
+        clients,
+        job,
+        deadline,
+    };
+    let report = match invocation.run(defaults).await {
+        Ok(report) => report,
+        Err(failure) => Report::failed(&failure, None),
+    };
+    info!(report = %report.describe(), "reporting");
+    report::send(&clients.pipeline, &job.id, &report).await
+}
+
+/// One invocation: the job it was given and the time it has.
+struct Invocation<'a> {
+    clients: &'a Clients,
+    job: &'a Job,
+    deadline: SystemTime,
+}
+
+/// The migration of one deployment under one resolved configuration.
+struct Deployment {
+    config: Config,
+    id: String,
+}
+
+impl Invocation<'_> {
+    async fn run(&self, defaults: &[(String, String)]) -> Result<Report, Failure> {
+        let env = defaults.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let config = config::resolve(self.job.user_parameters(), env)
+            .map_err(|e| Failure::Configuration(e.to_string()))?;
+        let phase = match &self.job.data.continuation_token {
+            Some(text) => Some(Phase::decode(text).map_err(|e| {
+                Failure::Job(format!(
+                    "{e}. Retry the stage: the attempt records let the new run pick up where this one is."
+                ))
+            })?),
+            None => None,
+        };
+        let job = self.job.id.as_str();
+        let deployment = |id: &str| Deployment {
+            config: config.clone(),
+            id: id.to_owned(),
+        };
+        match &phase {
+            None => {
+                let id = match &config.deployment {
+                    Some(id) => id.clone(),
+                    None => self.execution_id().await?,
+                };
+                deployment(&id).start(self, Caller::First { job }, 0).await
+            }
+            Some(Phase::Resume {
+                deployment: id,
+                action_job,
+                seq,
+                unknown,
+            }) => {
+                let caller = Caller::Resume {
+                    action_job,
+                    job,
+                    seq: *seq,
+                };
+                deployment(id).start(self, caller, *unknown).await
+            }
+            Some(Phase::Retry {
+                deployment: id,
+                action_job,
+                after,
+            }) => {
+                let caller = Caller::Retry {
+                    action_job,
+                    job,
+                    after: *after,
+                };
+                deployment(id).start(self, caller, 0).await
+            }
+            Some(Phase::Watch(watch)) => {
+                let task_arn = watch.task_arn.clone();
+                deployment(&watch.deployment)
+                    .watch(self, watch.clone())
+                    .await
+                    .or_else(|failure| Ok(Report::failed(&failure, Some(&task_arn))))
+            }
+        }
+    }
+
+    /// The pipeline execution id, for configs without `deployment`.
+    async fn execution_id(&self) -> Result<String, Failure> {
+        let out = self
+            .clients
+            .pipeline
+            .get_job_details()
+            .job_id(&self.job.id)
+            .send()
+            .await
+            .map_err(|e| Failure::from_sdk("codepipeline:GetJobDetails", e))?;
+        out.job_details()
+            .and_then(|d| d.data())
+            .and_then(|d| d.pipeline_context())
+            .and_then(|c| c.pipeline_execution_id())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Failure::Configuration(
+                    "cannot tell which deployment this is: GetJobDetails has no pipelineExecutionId. \
+                     Add \"deployment\":\"#{codepipeline.PipelineExecutionId}\" to UserParameters"
+                        .into(),
+                )
+            })
+    }
+
+    /// How long this invocation may keep waiting: `waitSeconds`, bounded by
+    /// the Lambda deadline less a margin for the final calls and report.
+    fn wait_until(&self, wait_seconds: u64, now: SystemTime) -> SystemTime {
+        /// Time kept back from the Lambda deadline.
+        const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+        let budget = self
+            .deadline
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_sub(DEADLINE_MARGIN);
+        now + budget.min(Duration::from_secs(wait_seconds))
+    }
+}
+
+/// An in-progress report that hands `phase` to the next invocation.
+fn in_progress(
+    phase: Phase,
+    summary: String,
+    percent: Option<i32>,
+    task_arn: Option<String>,
+) -> Result<Report, Failure> {
+    Ok(Report::InProgress {
+        token: phase.encode().map_err(Failure::Configuration)?,
+        summary,
+        percent,
+        task_arn,
+    })
+}
+
+/// Whether an error is worth another try in a later invocation (throttling,
+/// 5xx, timeouts): then the action stays in progress.
+fn retry_later(failure: &Failure) -> Option<String> {
+    match failure {
+        Failure::Unavailable { api, detail } => Some(format!("{api}: {detail}")),
+        _ => None,
+    }
+}
+
+pub(crate) fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    rfc3339_secs(epoch_secs(t))
+}
+
+/// RFC 3339 for epoch seconds.
+pub(crate) fn rfc3339_secs(secs: u64) -> String {
+    DateTime::from_secs(secs as i64)
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+    }
+}

@@ -1,0 +1,555 @@
+//! Starting (or resuming) an attempt: plan over the attempt records, claim,
+//! lock, reset, RunTask — each side effect claimed before it is done.
+
+use tracing::{info, instrument, warn};
+
+use super::plan::{Caller, StartPlan, plan_start};
+use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, rfc3339, text};
+use crate::failure::Failure;
+use crate::lock::{self, Acquire, Holder};
+use crate::outcome::{self, AfterStartFailure};
+use crate::report::Report;
+use crate::state::{self, Claim, FailureClass, State, Status, recent_after};
+use crate::task::{self, Container, NotStarted, Placement};
+use crate::token::{Phase, Watch};
+
+/// Unknown RunTask outcomes tried again as the same attempt before the
+/// action gives up (the attempt stays claimed: a stage retry resumes it with
+/// the same `clientToken`).
+const MAX_UNKNOWN: u32 = 5;
+/// Claims lost to concurrent contenders before giving up for now.
+const MAX_LOST_CLAIMS: usize = 10;
+
+/// What a start needs besides the records: gathered in one round trip.
+struct Facts {
+    container: Container,
+    placement: Placement,
+    lock_records: Vec<(u64, Holder)>,
+}
+
+impl Deployment {
+    /// Starts, resumes or re-reports an attempt for `caller`. `unknown`
+    /// counts unknown RunTask outcomes of the attempt being resumed.
+    #[instrument(skip_all, fields(deployment = %self.id, job = caller.job()))]
+    pub(super) async fn start(
+        &self,
+        inv: &Invocation<'_>,
+        caller: Caller<'_>,
+        unknown: u32,
+    ) -> Result<Report, Failure> {
+        let config = &self.config;
+        let clients = inv.clients;
+        let lock_records = async {
+            match &config.lock {
+                Some(name) => lock::list(&clients.ssm, name).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let read = tokio::try_join!(
+            task::decisive_container(&clients.ecs, config),
+            task::placement(&clients.ecs, config),
+            state::list(&clients.ssm, &config.state_parameter),
+            lock_records,
+        );
+        let (container, placement, mut records, lock_records) = match read {
+            Ok(facts) => facts,
+            Err(failure) => return self.not_now(caller, None, unknown, failure),
+        };
+        for _ in 0..MAX_LOST_CLAIMS {
+            let plan = plan_start(&records, &self.id, caller, config.rerun);
+            info!(?plan, "start plan");
+            let record = match plan {
+                StartPlan::Report(record) => return self.report(&record, &container, caller),
+                StartPlan::AlreadySucceeded(record) => {
+                    return Ok(text::already_applied(&record, &container));
+                }
+                StartPlan::Superseded { latest, unstarted } => {
+                    return self.superseded(inv, &latest, unstarted).await;
+                }
+                StartPlan::Lost => {
+                    return Err(Failure::Job(format!(
+                        "The attempt record this continuation belongs to is gone from `{}/a/` (deleted by hand?). Retry the stage.",
+                        config.state_parameter
+                    )));
+                }
+                StartPlan::Resume(record) => record,
+                StartPlan::Claim {
+                    seq,
+                    attempt,
+                    reruns,
+                    tries,
+                    rerun_of,
+                } => {
+                    let reruns = match rerun_of {
+                        Some(failed) => {
+                            let ssm = &clients.ssm;
+                            match state::claimed(ssm, &config.state_parameter, Claim::Rerun, failed)
+                                .await
+                            {
+                                Ok(rerun) => reruns + u32::from(rerun),
+                                Err(failure) => {
+                                    return self.not_now(caller, None, unknown, failure);
+                                }
+                            }
+                        }
+                        None => reruns,
+                    };
+                    let claim = State {
+                        deployment: self.id.clone(),
+                        status: Status::Starting,
+                        attempt,
+                        task_arn: None,
+                        exit_code: None,
+                        failure_class: None,
+                        reruns,
+                        started_at: Some(rfc3339(now())),
+                        finished_at: None,
+                        seq,
+                        job_id: caller.job().to_owned(),
+                        action_job: caller.action_job().to_owned(),
+                        tries,
+                        container: Some(container.name.clone()),
+                        reason: None,
+                        recent: recent_after(records.last(), &self.id),
+                    };
+                    let ssm = &clients.ssm;
+                    match state::create(ssm, &config.state_parameter, &claim).await {
+                        Ok(true) => {
+                            info!(seq, attempt, "claimed the attempt");
+                            state::clean_up(ssm, &config.state_parameter, &records).await;
+                            claim
+                        }
+                        Ok(false) => {
+                            info!(seq, "another invocation claimed this attempt first");
+                            match state::list(ssm, &config.state_parameter).await {
+                                Ok(now) => records = now,
+                                Err(failure) => {
+                                    return self.not_now(caller, None, unknown, failure);
+                                }
+                            }
+                            continue;
+                        }
+                        Err(failure) => return self.not_now(caller, None, unknown, failure),
+                    }
+                }
+            };
+            let facts = Facts {
+                container,
+                placement,
+                lock_records,
+            };
+            return self.go(inv, caller, record, facts, unknown).await;
+        }
+        Err(Failure::Unavailable {
+            api: "ssm:PutParameter",
+            detail: format!(
+                "lost the claim of the next attempt to other invocations {MAX_LOST_CLAIMS} times in a row"
+            ),
+        })
+    }
+
+    /// Goes on with an unfinished attempt: watch its task, or take the
+    /// lock, reset and call RunTask.
+    async fn go(
+        &self,
+        inv: &Invocation<'_>,
+        caller: Caller<'_>,
+        record: State,
+        facts: Facts,
+        unknown: u32,
+    ) -> Result<Report, Failure> {
+        let config = &self.config;
+        let clients = inv.clients;
+        let Facts {
+            container,
+            placement,
+            lock_records,
+        } = facts;
+        let resume = Phase::Resume {
+            deployment: self.id.clone(),
+            action_job: caller.action_job().to_owned(),
+            seq: record.seq,
+            unknown,
+        };
+        if let Some(task_arn) = &record.task_arn {
+            info!(%task_arn, "resuming the watch of the running migration");
+            let watch = self.watch_of(caller, &record, task_arn, &container);
+            return self
+                .watch(inv, watch)
+                .await
+                .or_else(|failure| Ok(Report::failed(&failure, Some(task_arn))));
+        }
+
+        if let Some(lock_name) = &config.lock {
+            let me = Holder {
+                deployment: self.id.clone(),
+                state_parameter: config.state_parameter.clone(),
+                seq: record.seq,
+                attempt: record.attempt,
+                cluster: config.cluster.clone(),
+                acquired_at: epoch_secs(now()),
+                released: false,
+            };
+            match lock::acquire(clients, lock_name, &me, lock_records).await {
+                Ok(Acquire::Held) => {}
+                Ok(Acquire::Busy(holder)) => {
+                    return in_progress(
+                        resume,
+                        format!(
+                            "Waiting: deployment {} (attempt {}) is migrating the same database (lock {lock_name}); attempt {} of this deployment starts when its task has stopped",
+                            holder.deployment, holder.attempt, record.attempt
+                        ),
+                        None,
+                        None,
+                    );
+                }
+                Err(failure) => return self.not_now(caller, Some(record.seq), unknown, failure),
+            }
+        }
+
+        if !config.reset_parameters.is_empty()
+            && let Err(failure) = self.reset(inv, &record).await
+        {
+            return self.not_now(caller, Some(record.seq), unknown, failure);
+        }
+
+        let client_token = task::client_token(&config.state_parameter, &self.id, record.attempt);
+        let ran = task::run(
+            &clients.ecs,
+            config,
+            &container,
+            &placement,
+            &self.id,
+            &client_token,
+        )
+        .await;
+        match ran {
+            Ok(task::Started { task_arn, replayed }) => {
+                info!(%task_arn, attempt = record.attempt, replayed, "migration task started");
+                let running = State {
+                    status: Status::Running,
+                    task_arn: Some(task_arn.clone()),
+                    ..record
+                };
+                if let Err(failure) = write_both(inv, &config.state_parameter, &running, None).await
+                {
+                    // The token carries the task; waiters find it by its tag.
+                    warn!(%failure, "could not record the running task; watching it anyway");
+                }
+                let watch = self.watch_of(caller, &running, &task_arn, &container);
+                if replayed {
+                    // This attempt's task ran before and has stopped: record it now.
+                    return self
+                        .watch(inv, watch)
+                        .await
+                        .or_else(|failure| Ok(Report::failed(&failure, Some(&task_arn))));
+                }
+                in_progress(
+                    Phase::Watch(watch),
+                    format!(
+                        "Migration task started (task {}, attempt {})",
+                        task::task_id(&task_arn),
+                        running.attempt
+                    ),
+                    Some(0),
+                    Some(task_arn),
+                )
+            }
+            Err(NotStarted::Unknown(detail)) if unknown + 1 < MAX_UNKNOWN => {
+                warn!(
+                    detail,
+                    "RunTask's outcome is unknown; trying the same attempt again"
+                );
+                in_progress(
+                    Phase::Resume {
+                        deployment: self.id.clone(),
+                        action_job: caller.action_job().to_owned(),
+                        seq: record.seq,
+                        unknown: unknown + 1,
+                    },
+                    format!(
+                        "ECS did not answer RunTask for attempt {} ({detail}); trying the same attempt again with the same clientToken, which cannot start a second task",
+                        record.attempt
+                    ),
+                    None,
+                    None,
+                )
+            }
+            Err(NotStarted::Unknown(detail)) => Err(Failure::Unavailable {
+                api: "ecs:RunTask",
+                detail: format!(
+                    "ECS did not answer RunTask for attempt {} in {MAX_UNKNOWN} tries ({detail}). The attempt stays claimed: retrying the stage resumes it with the same clientToken",
+                    record.attempt
+                ),
+            }),
+            Err(NotStarted::Attempt { reason, transient }) => {
+                self.start_failed(inv, caller, record, &reason, transient, resume)
+                    .await
+            }
+            Err(NotStarted::Fatal(failure)) => {
+                // ECS rejected the request itself: no task exists for it.
+                let failed = record.failed(
+                    FailureClass::Permanent,
+                    &failure.to_string(),
+                    &rfc3339(now()),
+                );
+                self.record_end(inv, &failed, None).await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Resets `resetParameters` to `"0"`, once per attempt: whoever claims
+    /// the reset does it; a resumption that finds it claimed does not.
+    async fn reset(&self, inv: &Invocation<'_>, record: &State) -> Result<(), Failure> {
+        let ssm = &inv.clients.ssm;
+        let config = &self.config;
+        let mine = state::claim(
+            ssm,
+            &config.state_parameter,
+            Claim::Reset,
+            record.seq,
+            &record.deployment,
+        )
+        .await?;
+        if !mine {
+            info!(
+                seq = record.seq,
+                "reset parameters already reset for this attempt"
+            );
+            return Ok(());
+        }
+        for name in &config.reset_parameters {
+            state::put(ssm, name, "0", true).await?;
+        }
+        Ok(())
+    }
+
+    /// A start attempt failed for certain (`failures[]`, or the task stopped
+    /// before the migration ran): record it, give the lock back, then retry
+    /// or give up. `retry_same` is the phase to hand back when recording
+    /// itself meets a transient error.
+    pub(super) async fn start_failed(
+        &self,
+        inv: &Invocation<'_>,
+        caller: Caller<'_>,
+        record: State,
+        reason: &str,
+        transient: bool,
+        retry_same: Phase,
+    ) -> Result<Report, Failure> {
+        let class = if transient {
+            FailureClass::Transient
+        } else {
+            FailureClass::Permanent
+        };
+        let failed = record.failed(class, reason, &rfc3339(now()));
+        if let Err(failure) = write_both(inv, &self.config.state_parameter, &failed, None).await {
+            if let Some(why) = retry_later(&failure) {
+                return in_progress(
+                    retry_same,
+                    format!(
+                        "Attempt {} could not start; recording that ({why}), trying again shortly",
+                        record.attempt
+                    ),
+                    None,
+                    record.task_arn.clone(),
+                );
+            }
+            return Err(failure);
+        }
+        self.release_lock(inv, record.seq).await;
+        let max = self.config.max_start_attempts;
+        let tries = record.tries.max(1);
+        match outcome::after_start_failure(transient, tries, max) {
+            AfterStartFailure::Retry => {
+                warn!(reason, tries, "start attempt failed; retrying");
+                in_progress(
+                    Phase::Retry {
+                        deployment: self.id.clone(),
+                        action_job: caller.action_job().to_owned(),
+                        after: record.seq,
+                    },
+                    format!(
+                        "Attempt {} could not start ({reason}); retrying ({tries} of {max} start attempts used)",
+                        record.attempt
+                    ),
+                    None,
+                    record.task_arn.clone(),
+                )
+            }
+            AfterStartFailure::Exhausted => Err(Failure::Unavailable {
+                api: "ecs:RunTask",
+                detail: format!(
+                    "the migration task could not start in {tries} attempts (maxStartAttempts {max}); last reason: {reason}"
+                ),
+            }),
+            AfterStartFailure::Permanent => Err(Failure::Job(format!(
+                "The migration task could not start (attempt {}, deployment {}): {reason}. \
+                 Check the image, secrets and network of the task definition, then retry the stage.",
+                record.attempt, self.id
+            ))),
+        }
+    }
+
+    /// A repeated or late delivery: what the attempt record says, as a
+    /// report. Unfinished attempts hand back a token to go on with them.
+    fn report(
+        &self,
+        record: &State,
+        container: &Container,
+        caller: Caller<'_>,
+    ) -> Result<Report, Failure> {
+        match (&record.status, &record.task_arn) {
+            (Status::Running, Some(task_arn)) => in_progress(
+                Phase::Watch(self.watch_of(caller, record, task_arn, container)),
+                format!(
+                    "Migration running (task {}, attempt {})",
+                    task::task_id(task_arn),
+                    record.attempt
+                ),
+                None,
+                Some(task_arn.clone()),
+            ),
+            (Status::Starting | Status::Running, _) => in_progress(
+                Phase::Resume {
+                    deployment: self.id.clone(),
+                    action_job: record.action_job.clone(),
+                    seq: record.seq,
+                    unknown: 0,
+                },
+                format!(
+                    "Attempt {} of deployment {} is starting",
+                    record.attempt, self.id
+                ),
+                None,
+                None,
+            ),
+            _ => text::replay(record, container),
+        }
+    }
+
+    /// Another deployment started on the state parameter after this one.
+    async fn superseded(
+        &self,
+        inv: &Invocation<'_>,
+        latest: &str,
+        unstarted: Option<State>,
+    ) -> Result<Report, Failure> {
+        if let Some(record) = unstarted {
+            let failed = record.failed(
+                FailureClass::Permanent,
+                &format!("superseded by deployment {latest} before its task started"),
+                &rfc3339(now()),
+            );
+            let ssm = &inv.clients.ssm;
+            if let Err(failure) = state::write(ssm, &self.config.state_parameter, &failed).await {
+                warn!(%failure, "could not mark the superseded attempt failed");
+            }
+        }
+        Err(Failure::Job(format!(
+            "Deployment {} is superseded: deployment {latest} was started on state parameter `{}` after it, \
+             and only the latest deployment migrates. Nothing was run for {}.",
+            self.id, self.config.state_parameter, self.id
+        )))
+    }
+
+    /// An error before RunTask was answered: transient ones keep the action
+    /// in progress (the attempt, if claimed, stays claimed); others fail it.
+    /// `claimed` is the attempt claimed so far, if any.
+    fn not_now(
+        &self,
+        caller: Caller<'_>,
+        claimed: Option<u64>,
+        unknown: u32,
+        failure: Failure,
+    ) -> Result<Report, Failure> {
+        let Some(why) = retry_later(&failure) else {
+            return Err(failure);
+        };
+        let seq = match (claimed, caller) {
+            (Some(seq), _) | (None, Caller::Resume { seq, .. }) => seq,
+            // Nothing claimed that a continuation could name: fail as
+            // unavailable (nothing was started; a stage retry starts afresh).
+            _ => return Err(failure),
+        };
+        let phase = Phase::Resume {
+            deployment: self.id.clone(),
+            action_job: caller.action_job().to_owned(),
+            seq,
+            unknown,
+        };
+        in_progress(
+            phase,
+            format!("AWS is busy ({why}); trying again shortly"),
+            None,
+            None,
+        )
+    }
+
+    /// The watch of an attempt's task.
+    pub(super) fn watch_of(
+        &self,
+        caller: Caller<'_>,
+        record: &State,
+        task_arn: &str,
+        container: &Container,
+    ) -> Watch {
+        Watch {
+            deployment: self.id.clone(),
+            action_job: caller.action_job().to_owned(),
+            seq: record.seq,
+            attempt: record.attempt,
+            task_arn: task_arn.to_owned(),
+            container: record
+                .container
+                .clone()
+                .unwrap_or_else(|| container.name.clone()),
+            logs: container.logs.clone(),
+            since: epoch_secs(now()),
+        }
+    }
+
+    /// Writes a final record (and the summary) and gives the lock back.
+    /// Failures are logged: the lock follows the task, so a contender takes
+    /// over once the task has stopped and records the outcome itself.
+    pub(super) async fn record_end(
+        &self,
+        inv: &Invocation<'_>,
+        record: &State,
+        current: Option<&State>,
+    ) {
+        if let Err(failure) = write_both(inv, &self.config.state_parameter, record, current).await {
+            warn!(%failure, "could not record the outcome");
+        }
+        self.release_lock(inv, record.seq).await;
+    }
+
+    /// Releases this attempt's lock records; a failure is logged.
+    pub(super) async fn release_lock(&self, inv: &Invocation<'_>, seq: u64) {
+        if let Some(lock_name) = &self.config.lock
+            && let Err(failure) = lock::release(
+                &inv.clients.ssm,
+                lock_name,
+                &self.config.state_parameter,
+                seq,
+            )
+            .await
+        {
+            warn!(%failure, lock = %lock_name, "could not release the lock");
+        }
+    }
+}
+
+/// Writes the attempt record, then the summary (unless `current`, what the
+/// summary holds, is a newer attempt).
+pub(super) async fn write_both(
+    inv: &Invocation<'_>,
+    state_parameter: &str,
+    record: &State,
+    current: Option<&State>,
+) -> Result<(), Failure> {
+    let ssm = &inv.clients.ssm;
+    state::write(ssm, state_parameter, record).await?;
+    state::write_summary(ssm, state_parameter, record, current).await
+}
