@@ -6,7 +6,9 @@
 //!   clients, and the same empty handler in Python/boto3.
 //! - **Peak RSS** (`VmHWM`) of the function process over a whole job (start
 //!   and every continuation) against the local control plane.
-//! - **AWS calls** made to start the migration and per progress check.
+//! - **AWS calls** made to start the migration (and in how many sequential
+//!   round trips) and per progress check; SSM reads and writes per
+//!   deployment. `--runs 0` measures only these.
 //!
 //! ```text
 //! bench --bootstrap target/release/migrate-once \
@@ -52,6 +54,42 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+/// Cold start of the real bootstrap against the empty Rust and Python handlers.
+async fn cold_starts(args: &Args) -> Result<(), String> {
+    let bootstrap = args.bootstrap.to_string_lossy().into_owned();
+    let baseline = args.baseline.to_string_lossy().into_owned();
+    let python = args.python.to_string_lossy().into_owned();
+    println!(
+        "cold start (spawn → first /next), {} runs each, median / p90:",
+        args.runs
+    );
+    let ours = median_cold_start(&[&bootstrap], args.runs).await?;
+    let empty = median_cold_start(&[&baseline], args.runs).await?;
+    let py = median_cold_start(&["python3", &python], args.runs.min(10)).await?;
+    println!(
+        "  migrate-once            {:>9} / {:>9}",
+        ms(ours.0),
+        ms(ours.1)
+    );
+    println!(
+        "  empty Rust handler      {:>9} / {:>9}",
+        ms(empty.0),
+        ms(empty.1)
+    );
+    println!(
+        "  empty Python/boto3      {:>9} / {:>9}",
+        ms(py.0),
+        ms(py.1)
+    );
+    println!(
+        "  ratios: {:.2}x the empty Rust handler (goal <= 1.3x), {:.0}x faster than Python/boto3 (goal >= 30x)",
+        ours.0.as_secs_f64() / empty.0.as_secs_f64(),
+        py.0.as_secs_f64() / ours.0.as_secs_f64()
+    );
+
+    Ok(())
 }
 
 /// Spawns `program` as a Lambda process and times its init: until it asks
@@ -129,38 +167,9 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let args = args()?;
-    let bootstrap = args.bootstrap.to_string_lossy().into_owned();
-    let baseline = args.baseline.to_string_lossy().into_owned();
-    let python = args.python.to_string_lossy().into_owned();
-
-    println!(
-        "cold start (spawn → first /next), {} runs each, median / p90:",
-        args.runs
-    );
-    let ours = median_cold_start(&[&bootstrap], args.runs).await?;
-    let empty = median_cold_start(&[&baseline], args.runs).await?;
-    let py = median_cold_start(&["python3", &python], args.runs.min(10)).await?;
-    println!(
-        "  migrate-once            {:>9} / {:>9}",
-        ms(ours.0),
-        ms(ours.1)
-    );
-    println!(
-        "  empty Rust handler      {:>9} / {:>9}",
-        ms(empty.0),
-        ms(empty.1)
-    );
-    println!(
-        "  empty Python/boto3      {:>9} / {:>9}",
-        ms(py.0),
-        ms(py.1)
-    );
-    println!(
-        "  ratios: {:.2}x the empty Rust handler (goal <= 1.3x), {:.0}x faster than Python/boto3 (goal >= 30x)",
-        ours.0.as_secs_f64() / empty.0.as_secs_f64(),
-        py.0.as_secs_f64() / ours.0.as_secs_f64()
-    );
-
+    if args.runs > 0 {
+        cold_starts(&args).await?;
+    }
     let aws = LocalAws::start_file(&args.scenario).await;
     let host = FunctionHost::for_scenario(&aws, &args.bootstrap).map_err(|e| e.to_string())?;
     let result = PipelineDriver::new(&aws, &host).run_default().await;
@@ -186,10 +195,33 @@ async fn run() -> Result<(), String> {
     };
     if let Some((first, rest)) = result.jobs.split_first() {
         let progress: Vec<usize> = rest.iter().map(|j| per_job(j)).collect();
+        // Calls that arrive within 5 ms of each other were sent together.
+        let mut rounds = 0;
+        let mut last: Option<Duration> = None;
+        for c in calls
+            .iter()
+            .filter(|c| c.job_id.as_deref() == Some(first.as_str()))
+        {
+            if last.is_none_or(|at| c.at.saturating_sub(at) > Duration::from_millis(5)) {
+                rounds += 1;
+            }
+            last = Some(c.at);
+        }
         println!(
-            "AWS calls: {} to start the migration (incl. its report), per continuation: {progress:?} (incl. report)",
+            "AWS calls: {} to start the migration in {rounds} sequential round trips (incl. its report), per continuation: {progress:?} (incl. report)",
             per_job(first)
         );
     }
+    let count = |ops: &[&str]| {
+        calls
+            .iter()
+            .filter(|c| ops.contains(&c.operation.as_str()))
+            .count()
+    };
+    println!(
+        "SSM per deployment: {} reads (GetParameter, GetParametersByPath), {} writes (PutParameter, DeleteParameters)",
+        count(&["GetParameter", "GetParameters", "GetParametersByPath"]),
+        count(&["PutParameter", "DeleteParameter", "DeleteParameters"]),
+    );
     Ok(())
 }
