@@ -106,6 +106,8 @@ pub fn is_throttling(code: &str) -> bool {
             | "RequestThrottledException"
             | "ProvisionedThroughputExceededException"
             | "LimitExceededException"
+            // SSM: concurrent writes to one parameter; retry later.
+            | "TooManyUpdates"
     )
 }
 

@@ -44,8 +44,10 @@
 //! - it has no task we can see, its lock record is [`NO_PROGRESS_SECS`] old
 //!   (its start has made no progress: a live start takes seconds), **and**
 //!   ECS lists no task of its deployment created since it took the lock
-//!   that is not `STOPPED` ([`task::find_started`]: stopped tasks stay
-//!   listed for an hour, so a task started 15 minutes ago cannot hide).
+//!   that is not `STOPPED` ([`task::find_started`], by the attempt's tag:
+//!   stopped tasks stay listed for an hour, so a task started 15 minutes
+//!   ago cannot hide). "No progress" is measured from when the holder took
+//!   the lock: a live start takes seconds.
 //!
 //! A contender that finds a holder stale first records the holder's outcome
 //! in the holder's attempt record (from ECS's facts), then creates the next
@@ -105,8 +107,9 @@ impl Holder {
 pub enum Acquire {
     /// We hold it (freshly, or already).
     Held,
-    /// Another live attempt holds it.
-    Busy(Holder),
+    /// Another live attempt holds it (`None`: a contender we lost a race
+    /// to, not seen yet).
+    Busy(Option<Holder>),
 }
 
 /// What the top record means, before any further AWS call.
@@ -181,7 +184,7 @@ pub async fn acquire(
         Top::Other(holder) => {
             let fact = task_fact(clients, &holder, me.acquired_at).await?;
             match liveness(&holder, &fact, me.acquired_at) {
-                Liveness::Alive => return Ok(Acquire::Busy(holder)),
+                Liveness::Alive => return Ok(Acquire::Busy(Some(holder))),
                 Liveness::Stale(task) => {
                     tracing::warn!(lock = name, holder = %holder.deployment, seq = holder.seq, "taking over a stale lock");
                     record_outcome(clients, &holder, task.as_ref(), me.acquired_at).await?;
@@ -198,11 +201,8 @@ pub async fn acquire(
     let records = list(ssm, name).await?;
     match records.last().map(|(_, h)| judge(Some(h), me)) {
         Some(Top::Mine) => Ok(Acquire::Held),
-        Some(Top::Other(winner)) => Ok(Acquire::Busy(winner)),
-        _ => Ok(Acquire::Busy(Holder {
-            deployment: "another deployment".into(),
-            ..me.clone()
-        })),
+        Some(Top::Other(winner)) => Ok(Acquire::Busy(Some(winner))),
+        _ => Ok(Acquire::Busy(None)),
     }
 }
 
@@ -220,8 +220,9 @@ async fn task_fact(clients: &Clients, holder: &Holder, now: u64) -> Result<TaskF
         return Ok(TaskFact::Unknown);
     }
     let since = holder.acquired_at.saturating_sub(60) as f64;
+    let token = task::client_token(&holder.state_parameter, &holder.deployment, holder.attempt);
     Ok(TaskFact::Listed(
-        task::find_started(&clients.ecs, &holder.cluster, &holder.deployment, since).await?,
+        task::find_started(&clients.ecs, &holder.cluster, &token, since).await?,
     ))
 }
 

@@ -6,8 +6,9 @@
 //! stopped. EventBridge delivers at least once: a rerun is claimed with an
 //! atomic create keyed by the failed attempt (`<stateParameter>/rerun/<seq>`)
 //! before RetryStageExecution, so a second delivery of the same event (or
-//! another event about the same failure) does nothing; and these paths never
-//! rewrite any attempt record but the one they act on.
+//! another event about the same failure) does nothing. These paths never
+//! write an attempt record: a stop only calls StopTask, and the outcome is
+//! recorded from ECS's facts by whoever sees the task stopped.
 //!
 //! The action's configuration is not in these events: it is found with
 //! GetPipeline, as the Invoke action of the stage whose `FunctionName` is
@@ -146,25 +147,16 @@ impl Rerunner<'_> {
         let actions = self
             .actions(&request.pipeline, &execution_id, Some(&request.stage))
             .await?;
-        let Some(action) = actions.first() else {
+        if actions.is_empty() {
             return Ok(nothing(format!(
                 "not rerunning: stage {} of pipeline {} has no action that runs this function ({})",
                 request.stage, request.pipeline, self.function_name
             )));
         };
-        // A second delivery of the same request must not rerun twice: the
-        // rerun of the deployment's failed attempt is claimed first.
-        let ssm = &self.clients.ssm;
-        let sp = &action.config.state_parameter;
-        let records = state::list(ssm, sp).await?;
-        if let Some(record) = records.last().filter(|r| r.deployment == action.deployment)
-            && !state::claim(ssm, sp, Claim::Rerun, record.seq, &request.event_id).await?
-        {
-            return Ok(nothing(format!(
-                "attempt {} of deployment {} was already rerun (request {})",
-                record.attempt, record.deployment, request.event_id
-            )));
-        }
+        // A second delivery of the same request finds the stage being
+        // retried (the execution is no longer Failed, or CodePipeline refuses
+        // a second retry): nothing is claimed, so an operator's rerun never
+        // uses up an automatic one.
         self.retry_stage(&request.pipeline, &request.stage, &execution_id)
             .await
     }
@@ -192,7 +184,7 @@ impl Rerunner<'_> {
                 .iter()
                 .rev()
                 .find(|r| r.deployment == action.deployment && r.status == Status::Running);
-            let Some((record, task_arn)) = running.and_then(|r| r.task_arn.clone().map(|t| (r, t)))
+            let Some((seq, task_arn)) = running.and_then(|r| Some((r.seq, r.task_arn.clone()?)))
             else {
                 done.push(format!(
                     "stage {}: no migration of execution {} is running",
@@ -204,14 +196,18 @@ impl Rerunner<'_> {
                 "migrate-once: pipeline execution {} was stopped",
                 event.execution_id
             );
+            if !state::claim(ssm, sp, Claim::Stop, seq, &event.event_id).await? {
+                done.push(format!(
+                    "stage {}: task {} is already being stopped",
+                    action.stage,
+                    task::task_id(&task_arn)
+                ));
+                continue;
+            }
+            // Only the stop: its outcome is recorded from ECS's facts (by the
+            // action's next job, a lock contender or a stage retry), never
+            // from intent — the task may have exited 0 just before.
             task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await?;
-            // The attempt is over; the lock stays with it until ECS says its
-            // task is STOPPED, then the next contender takes over.
-            let now = crate::job::rfc3339(std::time::SystemTime::now());
-            let stopped = record.failed(FailureClass::Permanent, &reason, &now);
-            state::write(ssm, sp, &stopped).await?;
-            let summary = state::read_summary(ssm, sp).await?;
-            state::write_summary(ssm, sp, &stopped, summary.as_ref()).await?;
             done.push(format!(
                 "stage {}: stopped task {}",
                 action.stage,

@@ -15,9 +15,10 @@
 //!   deployment is the latest deployment started on `S`.
 //! - `S/reset/<seq>`: created by whoever resets `resetParameters` for attempt
 //!   `seq`, so they are reset once per attempt, never by a repeated delivery.
-//! - `S/rerun/<seq>`: created by the EventBridge handler that reruns the stage
-//!   after attempt `seq` failed transiently: one RetryStageExecution per
-//!   failure, however often EventBridge delivers the event.
+//! - `S/rerun/<seq>`, `S/stop/<seq>`: created by the EventBridge handler
+//!   that reruns the stage after attempt `seq` failed, or stops its task
+//!   when the pipeline stopped: one RetryStageExecution or StopTask per
+//!   attempt, however often EventBridge delivers the event.
 //! - `S` itself: a copy of the latest attempt record in the SPEC §5 shape,
 //!   for people and tools. Nothing relies on it; it is written after the
 //!   record it copies, and never with an older `seq` than it holds.
@@ -185,6 +186,7 @@ pub fn claim_name(state_parameter: &str, kind: Claim, seq: u64) -> String {
     let kind = match kind {
         Claim::Reset => "reset",
         Claim::Rerun => "rerun",
+        Claim::Stop => "stop",
     };
     format!("{state_parameter}/{kind}/{seq:010}")
 }
@@ -196,6 +198,8 @@ pub enum Claim {
     Reset,
     /// Rerunning the stage after the attempt failed.
     Rerun,
+    /// Stopping the attempt's task because its pipeline execution stopped.
+    Stop,
 }
 
 /// The attempt records of a state parameter, lowest `seq` first. Values that
@@ -345,6 +349,7 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
                 attempt_name(state_parameter, seq),
                 claim_name(state_parameter, Claim::Reset, seq),
                 claim_name(state_parameter, Claim::Rerun, seq),
+                claim_name(state_parameter, Claim::Stop, seq),
             ]
         })
         .collect();

@@ -1,9 +1,8 @@
 //! The ECS task: finding the decisive container, starting the task
 //! idempotently, looking at it, stopping it.
 //!
-//! This is the thin layer over ECS. What to send is decided by plain data
-//! ([`RunSpec`]); what a task's status means is decided in
-//! [`crate::outcome`].
+//! This is the thin layer over ECS. What a task's status means is decided
+//! in [`crate::outcome`].
 
 use std::collections::BTreeMap;
 
@@ -21,6 +20,9 @@ use crate::failure::Failure;
 pub const STARTED_BY: &str = "migrate-once";
 /// Tag carrying the deployment id on every task we start.
 pub const DEPLOYMENT_TAG: &str = "migrate-once:deployment";
+/// Tag carrying the attempt's `clientToken`: what proves which attempt a
+/// task belongs to when its holder never recorded it ([`find_started`]).
+pub const ATTEMPT_TAG: &str = "migrate-once:attempt";
 
 /// The decisive container of a task definition, and where it logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +270,7 @@ pub async fn run(
         .started_by(STARTED_BY)
         .client_token(client_token)
         .tags(Tag::builder().key(DEPLOYMENT_TAG).value(deployment).build())
+        .tags(Tag::builder().key(ATTEMPT_TAG).value(client_token).build())
         .overrides(
             TaskOverride::builder()
                 .container_overrides(overrides.build())
@@ -427,15 +430,16 @@ fn view(task: &aws_sdk_ecs::types::Task, task_arn: &str) -> TaskView {
     }
 }
 
-/// The task we started for `deployment` in `cluster` since `since` (epoch
-/// seconds), preferring one that is not `STOPPED`: the proof a lock
-/// contender needs that a holder without a recorded task started none.
+/// The task we started for the attempt whose `clientToken` this is, in
+/// `cluster` since `since` (epoch seconds), preferring one that is not
+/// `STOPPED`: the proof a lock contender needs that a holder without a
+/// recorded task started none.
 /// Stopped tasks stay listed for about an hour, so a task started within
 /// the last hour cannot hide.
 pub async fn find_started(
     ecs: &Client,
     cluster: &str,
-    deployment: &str,
+    client_token: &str,
     since: f64,
 ) -> Result<Option<TaskView>, Failure> {
     let mut arns = Vec::new();
@@ -473,7 +477,7 @@ pub async fn find_started(
                 .iter()
                 .filter(|t| {
                     t.tags().iter().any(|tag| {
-                        tag.key() == Some(DEPLOYMENT_TAG) && tag.value() == Some(deployment)
+                        tag.key() == Some(ATTEMPT_TAG) && tag.value() == Some(client_token)
                     })
                 })
                 .map(|t| view(t, ""))

@@ -29,9 +29,21 @@ pub enum Phase {
         action_job: String,
         #[serde(rename = "s")]
         seq: u64,
-        /// Resumptions after an unknown outcome so far.
+        /// Tries so far whose outcome was unknown or that AWS was too busy for.
         #[serde(rename = "n", default)]
         unknown: u32,
+    },
+    /// The action's first job could not claim an attempt yet (AWS was
+    /// busy): plan again as that job would.
+    #[serde(rename = "start")]
+    Start {
+        #[serde(rename = "d")]
+        deployment: String,
+        #[serde(rename = "j")]
+        action_job: String,
+        /// Tries so far that AWS was too busy for.
+        #[serde(rename = "n", default)]
+        busy: u32,
     },
     /// Attempt `after` failed to start for a transient reason: claim the next.
     #[serde(rename = "retry")]
@@ -42,6 +54,9 @@ pub enum Phase {
         action_job: String,
         #[serde(rename = "s")]
         after: u64,
+        /// Tries so far that AWS was too busy for.
+        #[serde(rename = "n", default)]
+        busy: u32,
     },
     /// The migration task is running; check on it.
     #[serde(rename = "watch")]
@@ -67,8 +82,9 @@ pub struct Watch {
     /// `awslogs` group and stream prefix of the decisive container.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<(String, String)>,
-    /// Epoch seconds when RunTask answered, to tell ECS's eventual
-    /// consistency (`MISSING` moments later) from a task it forgot.
+    /// Epoch seconds when the attempt was claimed (before its RunTask), to
+    /// tell ECS's eventual consistency (`MISSING` moments after RunTask)
+    /// from a task it forgot.
     #[serde(rename = "at", default)]
     pub since: u64,
 }
@@ -81,14 +97,6 @@ struct Envelope {
 }
 
 impl Phase {
-    /// The deployment this token belongs to.
-    pub fn deployment(&self) -> &str {
-        match self {
-            Phase::Resume { deployment, .. } | Phase::Retry { deployment, .. } => deployment,
-            Phase::Watch(w) => &w.deployment,
-        }
-    }
-
     /// The token text. Fails only if identifiers are absurdly long.
     pub fn encode(&self) -> Result<String, String> {
         let text = serde_json::to_string(&Envelope {
@@ -176,6 +184,7 @@ mod tests {
             deployment: "x".repeat(3000),
             action_job: "j".into(),
             after: 1,
+            busy: 0,
         };
         assert!(phase.encode().is_err());
     }

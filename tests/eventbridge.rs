@@ -373,31 +373,19 @@ async fn stopping_the_pipeline_stops_the_migration_once() {
         "reason names the execution: {reason}"
     );
     assert!(first.contains("stopped task"), "{first}");
-    assert!(second.contains("no migration"), "{second}");
-    assert_eq!(s.state()["status"], "failed", "{}", s.explain());
-    // The stop records the attempt as failed; the event's invocation
-    // carries no CodePipeline job. It never releases the lock: a stopping
-    // task runs on for its stopTimeout, and the lock follows the task.
-    let by_event: Vec<Value> = s
+    // The second copy finds the stop claimed. Neither copy writes any
+    // record: the outcome is recorded from ECS's facts by whoever sees the
+    // task stopped, never from intent, and the lock stays with the stopping
+    // task until then.
+    assert!(second.contains("already being stopped"), "{second}");
+    let by_event: Vec<String> = s
         .aws
         .calls_of("PutParameter")
         .into_iter()
         .filter(|c| c.job_id.is_none() && c.ok())
-        .map(|c| c.request)
+        .filter_map(|c| c.request["Name"].as_str().map(str::to_owned))
         .collect();
-    assert!(
-        by_event.iter().any(|r| r["Name"] == STATE_PARAMETER
-            && r["Value"]
-                .as_str()
-                .is_some_and(|v| v.contains("\"failed\""))),
-        "{by_event:#?}"
-    );
-    assert!(
-        !by_event
-            .iter()
-            .any(|r| r["Name"].as_str().is_some_and(|n| n.starts_with(LOCK))),
-        "{by_event:#?}"
-    );
+    assert_eq!(by_event, vec![format!("{STATE_PARAMETER}/stop/0000000001")]);
 
     // The action itself then ends failed, with nothing started again.
     let result = tokio::time::timeout(Duration::from_secs(10), action)

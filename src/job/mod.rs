@@ -96,7 +96,11 @@ impl Invocation<'_> {
                     Some(id) => id.clone(),
                     None => self.execution_id().await?,
                 };
-                deployment(&id).start(self, Caller::First { job }, 0).await
+                let caller = Caller::First {
+                    action_job: job,
+                    job,
+                };
+                deployment(&id).start(self, caller, 0).await
             }
             Some(Phase::Resume {
                 deployment: id,
@@ -111,17 +115,26 @@ impl Invocation<'_> {
                 };
                 deployment(id).start(self, caller, *unknown).await
             }
+            Some(Phase::Start {
+                deployment: id,
+                action_job,
+                busy,
+            }) => {
+                let caller = Caller::First { action_job, job };
+                deployment(id).start(self, caller, *busy).await
+            }
             Some(Phase::Retry {
                 deployment: id,
                 action_job,
                 after,
+                busy,
             }) => {
                 let caller = Caller::Retry {
                     action_job,
                     job,
                     after: *after,
                 };
-                deployment(id).start(self, caller, 0).await
+                deployment(id).start(self, caller, *busy).await
             }
             Some(Phase::Watch(watch)) => {
                 let task_arn = watch.task_arn.clone();

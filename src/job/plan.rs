@@ -26,8 +26,10 @@ use crate::state::{State, Status, deployment_key};
 /// The job asking to start (or resume) an attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Caller<'a> {
-    /// A job without a continuation token: the first job of an action run.
-    First { job: &'a str },
+    /// The first job of an action run (`action_job == job`), or a
+    /// continuation of it that could not claim anything yet (AWS was busy):
+    /// it plans as the first job would.
+    First { action_job: &'a str, job: &'a str },
     /// A continuation after attempt `after` failed to start transiently.
     Retry {
         action_job: &'a str,
@@ -46,15 +48,18 @@ impl Caller<'_> {
     /// The first job of the caller's action run.
     pub fn action_job(&self) -> &str {
         match *self {
-            Caller::First { job } => job,
-            Caller::Retry { action_job, .. } | Caller::Resume { action_job, .. } => action_job,
+            Caller::First { action_job, .. }
+            | Caller::Retry { action_job, .. }
+            | Caller::Resume { action_job, .. } => action_job,
         }
     }
 
     /// This job's id.
     pub fn job(&self) -> &str {
         match *self {
-            Caller::First { job } | Caller::Retry { job, .. } | Caller::Resume { job, .. } => job,
+            Caller::First { job, .. } | Caller::Retry { job, .. } | Caller::Resume { job, .. } => {
+                job
+            }
         }
     }
 }
@@ -95,7 +100,7 @@ pub fn plan_start(records: &[State], deployment: &str, caller: Caller, rerun: Re
     let own = |r: &&State| r.deployment == deployment;
     // A repeated delivery of a job that claimed or began something.
     let repeated = records.iter().rev().filter(own).find(|r| match caller {
-        Caller::First { job } => r.action_job == job || r.job_id == job,
+        Caller::First { action_job, job } => r.action_job == action_job || r.job_id == job,
         Caller::Retry { job, .. } | Caller::Resume { job, .. } => r.job_id == job,
     });
     if let Some(record) = repeated {
@@ -215,7 +220,10 @@ mod tests {
     fn start_plans() {
         use Status::*;
         let once = Rerun::Once;
-        let first = Caller::First { job: "j9" };
+        let first = Caller::First {
+            action_job: "j9",
+            job: "j9",
+        };
         let d_ok = rec("d", 1, Succeeded, "j1", "j1");
         let d_failed = rec("d", 1, Failed, "j1", "j1");
         let d_transient = transient(rec("d", 1, Failed, "j1", "j1"));
@@ -279,14 +287,20 @@ mod tests {
             (
                 "repeated first job: report, even with rerun always",
                 vec![d_ok.clone()],
-                Caller::First { job: "j1" },
+                Caller::First {
+                    action_job: "j1",
+                    job: "j1",
+                },
                 Rerun::Always,
                 StartPlan::Report(d_ok.clone()),
             ),
             (
                 "late first job after its retries claimed more",
                 vec![d_transient.clone(), rec("d", 2, Failed, "j1", "j2")],
-                Caller::First { job: "j1" },
+                Caller::First {
+                    action_job: "j1",
+                    job: "j1",
+                },
                 once,
                 StartPlan::Report(rec("d", 2, Failed, "j1", "j2")),
             ),

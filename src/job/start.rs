@@ -13,9 +13,9 @@ use crate::state::{self, Claim, FailureClass, State, Status, recent_after};
 use crate::task::{self, Container, NotStarted, Placement};
 use crate::token::{Phase, Watch};
 
-/// Unknown RunTask outcomes tried again as the same attempt before the
-/// action gives up (the attempt stays claimed: a stage retry resumes it with
-/// the same `clientToken`).
+/// Tries whose outcome was unknown (RunTask) or that AWS was too busy for,
+/// in continuations, before the action gives up (a claimed attempt stays
+/// claimed: a stage retry resumes it with the same `clientToken`).
 const MAX_UNKNOWN: u32 = 5;
 /// Claims lost to concurrent contenders before giving up for now.
 const MAX_LOST_CLAIMS: usize = 10;
@@ -25,6 +25,9 @@ struct Facts {
     container: Container,
     placement: Placement,
     lock_records: Vec<(u64, Holder)>,
+    /// The latest attempt record listed: the summary is never written back
+    /// to an attempt older than it.
+    top: Option<State>,
 }
 
 impl Deployment {
@@ -55,6 +58,14 @@ impl Deployment {
             Ok(facts) => facts,
             Err(failure) => return self.not_now(caller, None, unknown, failure),
         };
+        if records.is_empty() {
+            // Upgraded from the single-record model: its record (seq 0)
+            // still says whether this deployment already migrated.
+            match state::read_summary(&clients.ssm, &config.state_parameter).await {
+                Ok(old) => records.extend(old.filter(|r| r.seq == 0)),
+                Err(failure) => return self.not_now(caller, None, unknown, failure),
+            }
+        }
         for _ in 0..MAX_LOST_CLAIMS {
             let plan = plan_start(&records, &self.id, caller, config.rerun);
             info!(?plan, "start plan");
@@ -137,15 +148,17 @@ impl Deployment {
                 container,
                 placement,
                 lock_records,
+                top: records.last().cloned(),
             };
             return self.go(inv, caller, record, facts, unknown).await;
         }
-        Err(Failure::Unavailable {
+        let lost = Failure::Unavailable {
             api: "ssm:PutParameter",
             detail: format!(
                 "lost the claim of the next attempt to other invocations {MAX_LOST_CLAIMS} times in a row"
             ),
-        })
+        };
+        self.not_now(caller, None, unknown, lost)
     }
 
     /// Goes on with an unfinished attempt: watch its task, or take the
@@ -164,6 +177,7 @@ impl Deployment {
             container,
             placement,
             lock_records,
+            top,
         } = facts;
         let resume = Phase::Resume {
             deployment: self.id.clone(),
@@ -193,11 +207,14 @@ impl Deployment {
             match lock::acquire(clients, lock_name, &me, lock_records).await {
                 Ok(Acquire::Held) => {}
                 Ok(Acquire::Busy(holder)) => {
+                    let who = holder
+                        .map(|h| format!("deployment {} (attempt {})", h.deployment, h.attempt))
+                        .unwrap_or_else(|| "another deployment".into());
                     return in_progress(
                         resume,
                         format!(
-                            "Waiting: deployment {} (attempt {}) is migrating the same database (lock {lock_name}); attempt {} of this deployment starts when its task has stopped",
-                            holder.deployment, holder.attempt, record.attempt
+                            "Waiting: {who} is migrating the same database (lock {lock_name}); attempt {} of this deployment starts when its task has stopped",
+                            record.attempt
                         ),
                         None,
                         None,
@@ -231,7 +248,8 @@ impl Deployment {
                     task_arn: Some(task_arn.clone()),
                     ..record
                 };
-                if let Err(failure) = write_both(inv, &config.state_parameter, &running, None).await
+                if let Err(failure) =
+                    write_both(inv, &config.state_parameter, &running, top.as_ref()).await
                 {
                     // The token carries the task; waiters find it by its tag.
                     warn!(%failure, "could not record the running task; watching it anyway");
@@ -283,7 +301,7 @@ impl Deployment {
                 ),
             }),
             Err(NotStarted::Attempt { reason, transient }) => {
-                self.start_failed(inv, caller, record, &reason, transient, resume)
+                self.start_failed(inv, record, &reason, transient, resume, top.as_ref())
                     .await
             }
             Err(NotStarted::Fatal(failure)) => {
@@ -304,14 +322,14 @@ impl Deployment {
     async fn reset(&self, inv: &Invocation<'_>, record: &State) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
         let config = &self.config;
-        let mine = state::claim(
-            ssm,
-            &config.state_parameter,
-            Claim::Reset,
-            record.seq,
-            &record.deployment,
-        )
-        .await?;
+        // The claim names the action run: a lost answer to its create, or a
+        // reset cut short by throttling, is completed by the same run.
+        let sp = &config.state_parameter;
+        let owner = &record.action_job;
+        let mine = state::claim(ssm, sp, Claim::Reset, record.seq, owner).await?
+            || state::get(ssm, &state::claim_name(sp, Claim::Reset, record.seq))
+                .await?
+                .is_some_and(|v| v == *owner);
         if !mine {
             info!(
                 seq = record.seq,
@@ -332,11 +350,11 @@ impl Deployment {
     pub(super) async fn start_failed(
         &self,
         inv: &Invocation<'_>,
-        caller: Caller<'_>,
         record: State,
         reason: &str,
         transient: bool,
         retry_same: Phase,
+        current: Option<&State>,
     ) -> Result<Report, Failure> {
         let class = if transient {
             FailureClass::Transient
@@ -344,7 +362,8 @@ impl Deployment {
             FailureClass::Permanent
         };
         let failed = record.failed(class, reason, &rfc3339(now()));
-        if let Err(failure) = write_both(inv, &self.config.state_parameter, &failed, None).await {
+        if let Err(failure) = write_both(inv, &self.config.state_parameter, &failed, current).await
+        {
             if let Some(why) = retry_later(&failure) {
                 return in_progress(
                     retry_same,
@@ -367,8 +386,9 @@ impl Deployment {
                 in_progress(
                     Phase::Retry {
                         deployment: self.id.clone(),
-                        action_job: caller.action_job().to_owned(),
+                        action_job: record.action_job.clone(),
                         after: record.seq,
+                        busy: 0,
                     },
                     format!(
                         "Attempt {} could not start ({reason}); retrying ({tries} of {max} start attempts used)",
@@ -436,7 +456,18 @@ impl Deployment {
         latest: &str,
         unstarted: Option<State>,
     ) -> Result<Report, Failure> {
-        if let Some(record) = unstarted {
+        // A claim whose RunTask outcome was unknown may have a task: then it
+        // is left as it is (the lock follows that task).
+        let started = match &unstarted {
+            Some(record) => {
+                let token =
+                    task::client_token(&self.config.state_parameter, &self.id, record.attempt);
+                let since = epoch_of(record.started_at.as_deref()).saturating_sub(60) as f64;
+                task::find_started(&inv.clients.ecs, &self.config.cluster, &token, since).await?
+            }
+            None => None,
+        };
+        if let Some(record) = unstarted.filter(|_| started.is_none()) {
             let failed = record.failed(
                 FailureClass::Permanent,
                 &format!("superseded by deployment {latest} before its task started"),
@@ -467,17 +498,32 @@ impl Deployment {
         let Some(why) = retry_later(&failure) else {
             return Err(failure);
         };
-        let seq = match (claimed, caller) {
-            (Some(seq), _) | (None, Caller::Resume { seq, .. }) => seq,
-            // Nothing claimed that a continuation could name: fail as
-            // unavailable (nothing was started; a stage retry starts afresh).
-            _ => return Err(failure),
-        };
-        let phase = Phase::Resume {
-            deployment: self.id.clone(),
-            action_job: caller.action_job().to_owned(),
-            seq,
-            unknown,
+        if unknown + 1 >= MAX_UNKNOWN {
+            return Err(failure);
+        }
+        let unknown = unknown + 1;
+        // Never a final report before a claim: a later copy of this job
+        // must find the action run's claim, never start an attempt itself.
+        let deployment = self.id.clone();
+        let action_job = caller.action_job().to_owned();
+        let phase = match (claimed, caller) {
+            (Some(seq), _) | (None, Caller::Resume { seq, .. }) => Phase::Resume {
+                deployment,
+                action_job,
+                seq,
+                unknown,
+            },
+            (None, Caller::Retry { after, .. }) => Phase::Retry {
+                deployment,
+                action_job,
+                after,
+                busy: unknown,
+            },
+            (None, Caller::First { .. }) => Phase::Start {
+                deployment,
+                action_job,
+                busy: unknown,
+            },
         };
         in_progress(
             phase,
@@ -506,7 +552,7 @@ impl Deployment {
                 .clone()
                 .unwrap_or_else(|| container.name.clone()),
             logs: container.logs.clone(),
-            since: epoch_secs(now()),
+            since: epoch_of(record.started_at.as_deref()),
         }
     }
 
@@ -539,6 +585,15 @@ impl Deployment {
             warn!(%failure, lock = %lock_name, "could not release the lock");
         }
     }
+}
+
+/// Epoch seconds of an RFC 3339 time we wrote; now when absent.
+fn epoch_of(time: Option<&str>) -> u64 {
+    time.and_then(|t| {
+        aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime).ok()
+    })
+    .map(|t| t.secs().max(0) as u64)
+    .unwrap_or_else(|| epoch_secs(now()))
 }
 
 /// Writes the attempt record, then the summary (unless `current`, what the

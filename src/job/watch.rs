@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tracing::{instrument, warn};
 
-use super::plan::Caller;
 use super::start::write_both;
 use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, rfc3339, text};
 use crate::failure::Failure;
@@ -190,19 +189,14 @@ impl Deployment {
                     "task {} stopped before the migration ran: {reason}",
                     task::task_id(&view.arn)
                 );
-                let caller = Caller::Resume {
-                    action_job: &watch.action_job,
-                    job: "",
-                    seq: watch.seq,
-                };
                 return self
                     .start_failed(
                         inv,
-                        caller,
                         record,
                         &reason,
                         *transient,
                         Phase::Watch(watch.clone()),
+                        summary.as_ref(),
                     )
                     .await;
             }
