@@ -514,6 +514,26 @@ impl Deployment {
                 self.start_failed(jobs, &base, ours, &reason, transient, watch.tries)
                     .await
             }
+            Outcome::ContainerMissing {
+                container,
+                containers,
+                reason,
+            } => {
+                // The task may have run: not a start failure, never retried.
+                record_end(base.finished(
+                    Status::Failed,
+                    None,
+                    Some(FailureClass::Permanent),
+                    &finished_at,
+                ))
+                .await;
+                Err(Failure::Job(outcome::container_missing_message(
+                    task_id,
+                    &container,
+                    &containers,
+                    &reason,
+                )))
+            }
             Outcome::Running { .. } => {
                 unreachable!("finish is only called for a stopped or timed-out task")
             }
