@@ -89,7 +89,7 @@ zip-size:
 
 demo:
 	$(call heading,"demo against the local control plane")
-	@echo "Building the function and the local control plane first: the first build compiles the AWS SDK for Rust and takes a few minutes (later ones: seconds); the demo itself then runs for about 20 s."
+	@echo "Building the function and the local control plane first: the first build compiles the AWS SDK for Rust and takes a few minutes (later ones: seconds); the demo itself then runs for about 15 s."
 	$(CARGO) build --bin migrate-once
 	$(CARGO) run -q -p local-aws --bin demo -- --bootstrap target/debug/migrate-once
 

@@ -170,3 +170,60 @@ async fn an_eventbridge_rerun_that_cannot_be_carried_out_fails_as_rerun_failed()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_naming_a_container_the_task_lacks_is_not_called_a_start_failure() {
+    let aws = LocalAws::start_file(scenario("invoke-events")).await;
+    let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
+    let execution = aws.scenario().execution_id();
+    // The start runs the task events/job-continue.json's token names.
+    let start: Value =
+        serde_json::from_str(include_str!("../events/job-start.json")).expect("fixture");
+    let start_id = start["CodePipeline.job"]["id"].as_str().expect("job id");
+    aws.add_job(start_id, &execution, None);
+    assert!(
+        host.invoke_async(&start).wait().await.succeeded(),
+        "{}",
+        host.logs()
+    );
+    assert_eq!(aws.task_count(), 1);
+
+    // A hand-made token: the same task, but a container it does not have.
+    let mut watch: Value =
+        serde_json::from_str(include_str!("../events/job-continue.json")).expect("fixture");
+    let token = watch["CodePipeline.job"]["data"]["continuationToken"]
+        .as_str()
+        .expect("token")
+        .replace(r#""c":"app""#, r#""c":"migrate""#);
+    assert!(token.contains(r#""c":"migrate""#), "{token}");
+    let job_id = "44444444-abcd-4444-abcd-444444abcdef";
+    watch["CodePipeline.job"]["id"] = json!(job_id);
+    watch["CodePipeline.job"]["data"]["continuationToken"] = json!(token);
+    aws.add_job(job_id, &execution, Some(&token));
+    assert!(
+        host.invoke_async(&watch).wait().await.succeeded(),
+        "{}",
+        host.logs()
+    );
+
+    let report = aws
+        .reports()
+        .into_iter()
+        .find(|r| r.job_id == job_id)
+        .unwrap_or_else(|| panic!("job not reported\n{}", host.logs()));
+    assert!(!report.success, "{report:?}");
+    assert_eq!(report.failure_type.as_deref(), Some("JobFailed"));
+    let message = report.failure_message.unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Task 0a1b2c3d4e5f67890a1b2c3d4e5f6789 stopped (Essential container in task exited), \
+             but it has no container `migrate`"
+        ) && message.contains("it has only `app`")
+            && message.contains("unknown"),
+        "{message}"
+    );
+    for untrue in ["could not start", "stopped before the migration ran"] {
+        assert!(!message.contains(untrue), "{message}");
+    }
+    assert_eq!(aws.task_count(), 1, "no retry of a start that did not fail");
+}
