@@ -24,9 +24,10 @@ pub const DEADLINE_SLACK: Duration = Duration::from_secs(60);
 /// Why a fixed 60 s: Lambda publishes no variable with the function's
 /// timeout, and real Lambda always sends a real deadline — a bogus one
 /// comes from an emulator (`cargo lambda watch` sends 600000 ms, i.e.
-/// 1970), which enforces no timeout of its own. 60 s is the local control
-/// plane's default function timeout and leaves one `waitSeconds` (20 by
-/// default; the watch keeps 15 s back for the report) to watch the task.
+/// 1970). 60 s is the local control plane's default function timeout; the
+/// job keeps 15 s of it back for its final calls and report, so a
+/// continuation watches the task for `waitSeconds` (20 by default), at
+/// most 45 s.
 pub const FALLBACK_BUDGET: Duration = Duration::from_secs(60);
 
 /// The deadline to work to, from the `Lambda-Runtime-Deadline-Ms` header

@@ -109,15 +109,18 @@ impl Function {
                     })?;
                 Ok(json!({ "job": job.id, "reported": format!("{sent:?}") }))
             }
-            Event::ActionFailed(event) => Ok(json!({
-                "done": self.rerunner().action_failed(&event).await.map_err(InvocationError::RerunFailed)?
-            })),
-            Event::PipelineStopped(event) => Ok(json!({
-                "done": self.rerunner().pipeline_stopped(&event).await.map_err(InvocationError::StopFailed)?
-            })),
-            Event::RerunRequested(request) => Ok(json!({
-                "done": self.rerunner().rerun_requested(&request).await.map_err(InvocationError::RerunFailed)?
-            })),
+            Event::ActionFailed(event) => {
+                let done = self.rerunner().action_failed(&event).await;
+                Ok(json!({ "done": done.map_err(InvocationError::RerunFailed)? }))
+            }
+            Event::PipelineStopped(event) => {
+                let done = self.rerunner().pipeline_stopped(&event).await;
+                Ok(json!({ "done": done.map_err(InvocationError::StopFailed)? }))
+            }
+            Event::RerunRequested(request) => {
+                let done = self.rerunner().rerun_requested(&request).await;
+                Ok(json!({ "done": done.map_err(InvocationError::RerunFailed)? }))
+            }
         }
     }
 
