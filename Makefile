@@ -1,7 +1,10 @@
 # migrate-once: developer and CI entry points.
 #
 #   make test      installs the tools (.ci/install-tools), then fmt check, clippy,
-#                  tests, sam validate --lint, sam build (what CI runs: .ci/run)
+#                  tests, the README's hand invocations (.ci/invoke-events),
+#                  sam validate --lint, sam build (what CI runs: .ci/run)
+#   make invoke-events  cargo lambda watch + cargo lambda invoke of every file in
+#                  events/ against the local control plane, answers checked
 #   make build     sam build (arm64 bootstrap in .aws-sam/build/MigrateOnceFunction/)
 #   make zip-size  size of the built bootstrap and of its deployment zip
 #   make demo      runs the function against the local control plane
@@ -47,9 +50,9 @@ define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit validate build zip-size demo bench
+.PHONY: test tools fmt clippy unit invoke-events validate build zip-size demo bench
 
-test: tools fmt clippy unit validate build zip-size
+test: tools fmt clippy unit invoke-events validate build zip-size
 
 tools:
 	$(call heading,"tools (.ci/install-tools): arm64 target; clippy; rustfmt; cargo-lambda; SAM CLI; cfn-lint; moto")
@@ -67,6 +70,10 @@ unit:
 	$(call heading,"cargo test --workspace")
 	$(CARGO) test --workspace
 
+invoke-events:
+	$(call heading,"cargo lambda watch + cargo lambda invoke of every file in events/ (.ci/invoke-events)")
+	bash .ci/invoke-events
+
 validate:
 	$(call heading,"sam validate --lint")
 	$(SAM) validate --lint < /dev/null
@@ -82,6 +89,7 @@ zip-size:
 
 demo:
 	$(call heading,"demo against the local control plane")
+	@echo "Building the function and the local control plane first: the first build compiles the AWS SDK for Rust and takes a few minutes (later ones: seconds); the demo itself then runs for about 15 s."
 	$(CARGO) build --bin migrate-once
 	$(CARGO) run -q -p local-aws --bin demo -- --bootstrap target/debug/migrate-once
 

@@ -18,10 +18,12 @@
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
+//! - [`invocation`]: what Lambda sees: the deadline, sanitised; stable error types.
 
 pub mod config;
 pub mod event;
 pub mod failure;
+pub mod invocation;
 pub mod job;
 pub mod lock;
 pub mod logs;
@@ -32,12 +34,13 @@ pub mod state;
 pub mod task;
 pub mod token;
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
 use crate::event::Event;
+use crate::invocation::InvocationError;
 use crate::rerun::Rerunner;
 
 /// The AWS clients, built once per cold start and lent to every invocation.
@@ -89,24 +92,37 @@ impl Function {
 
     /// Handles one invocation. Returns `Err` when the event is not one we
     /// accept, when a job could not be reported, or when an EventBridge
-    /// action failed (so Lambda delivers it again; every path is idempotent).
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
-        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
-        match event::parse(event.payload)? {
+    /// action failed (so Lambda delivers it again; every path is
+    /// idempotent); each with a stable `errorType` ([`InvocationError`]).
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+        let fallback = invocation::FALLBACK_BUDGET;
+        let (deadline, replaced) =
+            invocation::invocation_deadline(event.context.deadline, SystemTime::now(), fallback);
+        if let Some(why) = replaced {
+            invocation::warn_deadline_replaced(why, event.context.deadline, fallback);
+        }
+        match event::parse(event.payload).map_err(InvocationError::UnrecognizedEvent)? {
             Event::Job(job) => {
                 // Boxed: the job future is large, and deep to lay out.
-                let sent =
-                    Box::pin(job::handle(&self.clients, &self.defaults, &job, deadline)).await?;
+                let sent = Box::pin(job::handle(&self.clients, &self.defaults, &job, deadline))
+                    .await
+                    .map_err(|failure| InvocationError::ReportFailed {
+                        job_id: job.id.clone(),
+                        failure,
+                    })?;
                 Ok(json!({ "job": job.id, "reported": format!("{sent:?}") }))
             }
             Event::ActionFailed(event) => {
-                Ok(json!({ "done": self.rerunner().action_failed(&event).await? }))
+                let done = self.rerunner().action_failed(&event).await;
+                Ok(json!({ "done": done.map_err(InvocationError::RerunFailed)? }))
             }
             Event::PipelineStopped(event) => {
-                Ok(json!({ "done": self.rerunner().pipeline_stopped(&event).await? }))
+                let done = self.rerunner().pipeline_stopped(&event).await;
+                Ok(json!({ "done": done.map_err(InvocationError::StopFailed)? }))
             }
             Event::RerunRequested(request) => {
-                Ok(json!({ "done": self.rerunner().rerun_requested(&request).await? }))
+                let done = self.rerunner().rerun_requested(&request).await;
+                Ok(json!({ "done": done.map_err(InvocationError::RerunFailed)? }))
             }
         }
     }

@@ -279,6 +279,9 @@ pub fn outcome_of(record: &State, task: Option<&TaskView>, now: &str) -> State {
             };
             base.failed(class, &reason, now)
         }
+        Outcome::ContainerMissing { reason, .. } => {
+            base.failed(FailureClass::Permanent, &reason, now)
+        }
         Outcome::Running { .. } | Outcome::TimedOut { .. } => base,
     }
 }

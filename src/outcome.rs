@@ -24,6 +24,19 @@ pub enum Outcome {
     /// The task stopped without the decisive container ever exiting
     /// (`TaskFailedToStart`, or no exit code): a start failure.
     NotStarted { reason: String, transient: bool },
+    /// The task stopped, but it has no container named like the decisive
+    /// one (a hand-made continuation token, or a task started from another
+    /// task definition): whether the migration ran cannot be told from it.
+    /// Not a start failure — the task may well have run — and retrying
+    /// the same token will not help. Words: [`container_missing_message`].
+    ContainerMissing {
+        /// The decisive container looked for.
+        container: String,
+        /// The containers the task has, sorted.
+        containers: Vec<String>,
+        /// The task's `stoppedReason`.
+        reason: String,
+    },
 }
 
 /// Classifies a task by its decisive `container` at `now` (epoch seconds).
@@ -50,7 +63,14 @@ pub fn classify(task: &TaskView, container: &str, timeout_secs: u64, now: f64) -
         task.started_at.or(task.created_at),
         task.stopped_at.unwrap_or(now),
     );
-    let exit_code = decisive.and_then(|c| c.exit_code);
+    let Some(decisive) = decisive else {
+        return Outcome::ContainerMissing {
+            container: container.to_owned(),
+            containers: task.containers.keys().cloned().collect(),
+            reason: stopped_reason,
+        };
+    };
+    let exit_code = decisive.exit_code;
     match exit_code {
         Some(code) if task.stop_code.as_deref() != Some("TaskFailedToStart") => {
             if code == 0 {
@@ -64,19 +84,63 @@ pub fn classify(task: &TaskView, container: &str, timeout_secs: u64, now: f64) -
             }
         }
         _ => {
-            let mut reason = stopped_reason;
-            match decisive.and_then(|c| c.reason.as_deref()) {
-                Some(why) => reason = format!("{reason}; container `{container}`: {why}"),
-                None if decisive.is_none() => {
-                    reason = format!("{reason}; the task has no container named `{container}`")
-                }
-                None => {}
-            }
+            let reason = match decisive.reason.as_deref() {
+                Some(why) => format!("{stopped_reason}; container `{container}`: {why}"),
+                None => stopped_reason,
+            };
             Outcome::NotStarted {
                 transient: is_transient(&reason),
                 reason,
             }
         }
+    }
+}
+
+/// What the pipeline is told about [`Outcome::ContainerMissing`]: that
+/// the task stopped, that it has no such container (and which it has), that
+/// the migration's result is therefore unknown — never "could not start"
+/// or "stopped before the migration ran", which may be untrue — and what
+/// to do.
+pub fn container_missing_message(
+    task_id: &str,
+    container: &str,
+    containers: &[String],
+    stopped_reason: &str,
+) -> String {
+    let has = match containers {
+        [] => "no containers at all".to_owned(),
+        names => {
+            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!("only {}", names.join(", "))
+        }
+    };
+    format!(
+        "Task {task_id} stopped ({stopped_reason}), but it has no container `{container}` to take the \
+         migration's exit code from (it has {has}), so whether the migration succeeded is unknown. \
+         The continuation token or the task definition names a container the task does not have: \
+         check task {task_id} in ECS, then retry the stage."
+    )
+}
+
+/// Words for a task's ECS `lastStatus` while it is not yet (or no longer)
+/// running, for progress summaries ("Migration running for 41s (task …,
+/// attempt 1, waiting for ECS to place it)"). `None` for `RUNNING` —
+/// nothing to add — and for a status this version does not know (a caller
+/// may show that one as it is).
+///
+/// Per ECS's task lifecycle: `PROVISIONING` prepares resources before the
+/// launch (an `awsvpc` task's network interface), `PENDING` waits for the
+/// container agent and available resources, `ACTIVATING` is where ECS
+/// pulls the images, creates the containers and sets up networking, load
+/// balancers and service discovery; `DEACTIVATING`, `STOPPING` and
+/// `DEPROVISIONING` take the task down towards `STOPPED`.
+pub fn progress_phrase(last_status: &str) -> Option<&'static str> {
+    match last_status {
+        "PROVISIONING" | "PENDING" => Some("waiting for ECS to place it"),
+        "ACTIVATING" => Some("pulling the image and starting the containers"),
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => Some("stopping"),
+        "STOPPED" => Some("stopped"),
+        _ => None,
     }
 }
 
@@ -223,10 +287,16 @@ mod tests {
                 1100.0,
                 "not started",
             ),
+            // The decisive container is not in the task: not a start failure.
             (
                 task("STOPPED", exited, &[("envoy", Some(0))]),
                 1100.0,
-                "not started",
+                "container missing",
+            ),
+            (
+                task("STOPPED", Some("TaskFailedToStart"), &[("envoy", None)]),
+                1100.0,
+                "container missing",
             ),
         ];
         for (task, now, expected) in cases {
@@ -237,6 +307,7 @@ mod tests {
                 Outcome::Succeeded { .. } => "succeeded",
                 Outcome::Failed { .. } => "failed",
                 Outcome::NotStarted { .. } => "not started",
+                Outcome::ContainerMissing { .. } => "container missing",
             };
             assert_eq!(got, expected, "{task:?} at {now}");
         }
@@ -265,6 +336,77 @@ mod tests {
                 last_status: "RUNNING".into()
             }
         );
+    }
+
+    #[test]
+    fn a_missing_decisive_container_is_named_with_what_the_task_has() {
+        let done = task(
+            "STOPPED",
+            Some("EssentialContainerExited"),
+            &[("web", Some(0)), ("envoy", Some(0))],
+        );
+        let outcome = classify(&done, "app", 3600, 1100.0);
+        assert_eq!(
+            outcome,
+            Outcome::ContainerMissing {
+                container: "app".into(),
+                containers: vec!["envoy".into(), "web".into()],
+                reason: "Essential container in task exited".into(),
+            }
+        );
+        let cases: [(&[String], &str); 3] = [
+            (&["web".into()], "it has only `web`"),
+            (
+                &["envoy".into(), "web".into()],
+                "it has only `envoy`, `web`",
+            ),
+            (&[], "it has no containers at all"),
+        ];
+        for (containers, has) in cases {
+            let text = container_missing_message(
+                "abc",
+                "app",
+                containers,
+                "Essential container in task exited",
+            );
+            assert!(text.contains(has), "{text}");
+            assert!(
+                text.starts_with(
+                    "Task abc stopped (Essential container in task exited), but it has no container `app`"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("unknown") && text.contains("retry the stage"),
+                "{text}"
+            );
+            for untrue in ["could not start", "before the migration ran"] {
+                assert!(!text.contains(untrue), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn progress_phrases_follow_the_ecs_task_lifecycle() {
+        let cases = [
+            ("PROVISIONING", Some("waiting for ECS to place it")),
+            ("PENDING", Some("waiting for ECS to place it")),
+            (
+                "ACTIVATING",
+                Some("pulling the image and starting the containers"),
+            ),
+            ("RUNNING", None),
+            ("DEACTIVATING", Some("stopping")),
+            ("STOPPING", Some("stopping")),
+            ("DEPROVISIONING", Some("stopping")),
+            ("STOPPED", Some("stopped")),
+            ("SOMETHING_NEW", None),
+            ("", None),
+            ("pending", None),
+        ];
+        for (status, phrase) in cases {
+            assert_eq!(progress_phrase(status), phrase, "{status}");
+        }
     }
 
     #[test]

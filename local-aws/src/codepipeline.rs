@@ -195,8 +195,27 @@ impl CodePipeline {
         number: u32,
         continuation_token: Option<String>,
     ) -> Job {
+        self.create_job_with_id(
+            crate::ids::uuid(),
+            execution_id,
+            action_execution_id,
+            number,
+            continuation_token,
+        )
+    }
+
+    /// Creates a job with a given id: a job whose event was made by hand
+    /// (`events/*.json`) is then known, and its report accepted.
+    pub fn create_job_with_id(
+        &mut self,
+        id: String,
+        execution_id: &str,
+        action_execution_id: &str,
+        number: u32,
+        continuation_token: Option<String>,
+    ) -> Job {
         let job = Job {
-            id: crate::ids::uuid(),
+            id,
             number,
             execution_id: execution_id.to_string(),
             action_execution_id: action_execution_id.to_string(),

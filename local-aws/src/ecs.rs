@@ -462,7 +462,7 @@ impl Ecs {
                 failures.push(f);
                 continue;
             }
-            let id = crate::ids::hex32();
+            let id = outcome.task_id.clone().unwrap_or_else(crate::ids::hex32);
             let task = Task::new(
                 format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{id}"),
                 id,

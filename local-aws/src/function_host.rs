@@ -43,6 +43,10 @@ pub struct FunctionConfig {
     pub memory_mb: u32,
     /// Function timeout; sets the deadline header and kills overruns.
     pub timeout: Duration,
+    /// A fixed deadline header (epoch ms) instead of now + `timeout`, to
+    /// play an emulator that sends a bogus one; overruns are still killed
+    /// after `timeout`.
+    pub deadline_ms: Option<u64>,
     /// Most concurrent processes.
     pub max_instances: usize,
     /// Async-invoke retries after the first delivery (Lambda: 2).
@@ -63,6 +67,7 @@ impl FunctionConfig {
             function_name: scenario.function.name.clone(),
             memory_mb: scenario.function.memory_mb,
             timeout: Duration::from_secs(scenario.function.timeout_seconds),
+            deadline_ms: scenario.timing.deadline_millis,
             max_instances: scenario.function.max_instances.max(1),
             max_redeliveries: scenario.timing.max_redeliveries,
             redelivery_delay: Duration::from_millis(scenario.timing.redelivery_delay_millis),
@@ -627,7 +632,10 @@ impl HostInner {
                     && let Some(d) = inst.busy.as_mut()
                 {
                     inst.handed_out = true;
-                    d.deadline_ms = now_ms() + self.config.timeout.as_millis() as u64;
+                    d.deadline_ms = self
+                        .config
+                        .deadline_ms
+                        .unwrap_or_else(|| now_ms() + self.config.timeout.as_millis() as u64);
                     let d = d.clone();
                     drop(pool);
                     self.world.recorder.push_delivery(DeliveryRecord {

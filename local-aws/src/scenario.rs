@@ -405,6 +405,11 @@ pub struct TaskOutcome {
     /// the content of its `awslogs` stream once the task has stopped.
     #[serde(default)]
     pub log_lines: BTreeMap<String, Vec<String>>,
+    /// The task's id (the last part of its ARN); absent: random. Lets a
+    /// hand-made continuation token (`events/job-continue.json`) name the
+    /// task that `RunTask` creates.
+    #[serde(default)]
+    pub task_id: Option<String>,
 }
 
 impl Default for TaskOutcome {
@@ -422,6 +427,7 @@ impl Default for TaskOutcome {
             run_task_failure: None,
             run_task_failure_detail: None,
             log_lines: BTreeMap::new(),
+            task_id: None,
         }
     }
 }
@@ -517,6 +523,11 @@ pub struct Timing {
     /// A job not reported within this time fails (AWS: 20 minutes).
     #[serde(default = "default_job_timeout")]
     pub job_timeout_seconds: u64,
+    /// A fixed `Lambda-Runtime-Deadline-Ms` for every delivery, as an
+    /// emulator may send (`cargo lambda watch`: 600000, i.e. 1970); absent:
+    /// now + the function timeout, as Lambda sends.
+    #[serde(default)]
+    pub deadline_millis: Option<u64>,
 }
 
 impl Default for Timing {
@@ -526,6 +537,7 @@ impl Default for Timing {
             redelivery_delay_millis: 0,
             max_redeliveries: default_max_redeliveries(),
             job_timeout_seconds: default_job_timeout(),
+            deadline_millis: None,
         }
     }
 }

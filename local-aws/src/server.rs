@@ -265,6 +265,20 @@ impl LocalAws {
             .id
     }
 
+    /// Makes a job that CodePipeline did not create known to it under
+    /// `job_id` (the id of a hand-made event such as `events/job-start.json`),
+    /// as the first job of an action execution of `execution_id`, so that
+    /// the function can report it.
+    pub fn add_job(&self, job_id: &str, execution_id: &str, continuation_token: Option<&str>) {
+        lock(&self.world.pipeline).create_job_with_id(
+            job_id.to_owned(),
+            execution_id,
+            &crate::ids::uuid(),
+            1,
+            continuation_token.map(str::to_string),
+        );
+    }
+
     /// How many tasks `RunTask` has created.
     pub fn task_count(&self) -> usize {
         lock(&self.world.ecs).tasks().len()

@@ -322,14 +322,24 @@ impl Deployment {
     async fn reset(&self, inv: &Invocation<'_>, record: &State) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
         let config = &self.config;
-        // The claim names the action run: a lost answer to its create, or a
-        // reset cut short by throttling, is completed by the same run.
+        // Only the claim's creator resets. Its value is unique to this
+        // invocation, so a create whose answer was lost (the SDK's retry
+        // then finds it existing) is recognised as ours; anyone else —
+        // another copy, a resumption after a crash — never resets again.
         let sp = &config.state_parameter;
-        let owner = &record.action_job;
-        let mine = state::claim(ssm, sp, Claim::Reset, record.seq, owner).await?
+        let nonce = format!(
+            "{}:{}:{}",
+            inv.job.id,
+            std::process::id(),
+            now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let mine = state::claim(ssm, sp, Claim::Reset, record.seq, &nonce).await?
             || state::get(ssm, &state::claim_name(sp, Claim::Reset, record.seq))
                 .await?
-                .is_some_and(|v| v == *owner);
+                .is_some_and(|v| v == nonce);
         if !mine {
             info!(
                 seq = record.seq,

@@ -81,9 +81,10 @@ impl Deployment {
                     elapsed,
                     last_status,
                 } => {
-                    let state = match last_status.as_str() {
-                        "RUNNING" => String::new(),
-                        other => format!(", {}", other.to_ascii_lowercase()),
+                    let state = match outcome::progress_phrase(&last_status) {
+                        Some(phrase) => format!(", {phrase}"),
+                        None if last_status == "RUNNING" => String::new(),
+                        None => format!(", {}", last_status.to_ascii_lowercase()),
                     };
                     return self.still(
                         &watch,
@@ -200,6 +201,16 @@ impl Deployment {
                     )
                     .await;
             }
+            // The task may have run: not a start failure, never retried.
+            Outcome::ContainerMissing {
+                container,
+                containers,
+                reason,
+            } => record.failed(
+                FailureClass::Permanent,
+                &outcome::container_missing_message(task_id, container, containers, reason),
+                &finished_at,
+            ),
             Outcome::Running { .. } | Outcome::TimedOut { .. } => {
                 unreachable!("finish is only called for a stopped task")
             }
@@ -221,7 +232,12 @@ impl Deployment {
             return self.recording_later(watch, failure);
         }
         self.release_lock(inv, watch.seq).await;
-        if done.status != Status::Succeeded && !matches!(outcome, Outcome::Failed { .. }) {
+        if done.status != Status::Succeeded
+            && !matches!(
+                outcome,
+                Outcome::Failed { .. } | Outcome::ContainerMissing { .. }
+            )
+        {
             // Recorded before as something else (a start failure, a stop).
             return text::replay(&done, &container);
         }
@@ -245,6 +261,16 @@ impl Deployment {
                     text::log_pointer(&container, task_id),
                 )))
             }
+            Outcome::ContainerMissing {
+                container,
+                containers,
+                reason,
+            } => Err(Failure::Job(outcome::container_missing_message(
+                task_id,
+                &container,
+                &containers,
+                &reason,
+            ))),
             _ => text::replay(&done, &container),
         }
     }
