@@ -21,7 +21,9 @@
 //!   attempt, however often EventBridge delivers the event.
 //! - `S` itself: a copy of the latest attempt record in the SPEC §5 shape,
 //!   for people and tools. Nothing relies on it; it is written after the
-//!   record it copies, and never with an older `seq` than it holds.
+//!   record it copies, and not when the writer knows of a newer attempt (a
+//!   read-then-write: a write delayed past a newer attempt's own is
+//!   repaired by that attempt's next write).
 //!
 //! Why a late or repeated delivery can only re-report: every record names
 //! the job that claimed it (`jobId`) and the first job of its action run

@@ -16,8 +16,9 @@
 //! `clientToken` derived from (state parameter, deployment, attempt), and an
 //! unknown RunTask outcome is retried as the same attempt; the lock is
 //! re-entrant only for the same attempt and follows its task. Transient AWS
-//! errors anywhere hand back a continuation token: an action never fails
-//! while its migration may still succeed.
+//! errors while starting (a bounded number of times), waiting for the lock,
+//! watching or recording the end hand back a continuation token: an action
+//! does not fail while its migration may still succeed.
 
 pub mod plan;
 mod start;

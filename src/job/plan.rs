@@ -121,7 +121,9 @@ pub fn plan_start(records: &[State], deployment: &str, caller: Caller, rerun: Re
                 latest: latest.unwrap_or_default().to_owned(),
                 unstarted: Some(record.clone()),
             },
-            _ if records.last().is_some_and(|t| t.seq != seq) => StartPlan::Report(record.clone()),
+            // A newer attempt of this deployment exists while this one never
+            // started: only hand-edited records get here.
+            _ if records.last().is_some_and(|t| t.seq != seq) => StartPlan::Lost,
             _ => StartPlan::Resume(record.clone()),
         };
     }

@@ -79,7 +79,7 @@ impl Deployment {
                 }
                 StartPlan::Lost => {
                     return Err(Failure::Job(format!(
-                        "The attempt record this continuation belongs to is gone from `{}/a/` (deleted by hand?). Retry the stage.",
+                        "The attempt record this continuation belongs to is gone from `{}/a/` (deleted by hand, or cleaned up after newer deployments). Retry the stage.",
                         config.state_parameter
                     )));
                 }
