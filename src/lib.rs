@@ -15,12 +15,14 @@
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
+//! - [`logging`]: the function's own log, which no dump of an event or body reaches.
 
 pub mod config;
 pub mod event;
 pub mod failure;
 pub mod job;
 pub mod lock;
+pub mod logging;
 pub mod logs;
 pub mod outcome;
 pub mod report;
