@@ -127,9 +127,12 @@ mod tests {
         }
     }
 
+    /// Environment variables set for a case.
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn the_level_comes_from_lambda_then_rust_log_then_info() {
-        let cases: &[(&[(&str, &str)], &str, bool)] = &[
+        let cases: &[(Vars, &str, bool)] = &[
             (&[], "info", false),
             (&[("AWS_LAMBDA_LOG_LEVEL", "TRACE")], "trace", false),
             (&[("AWS_LAMBDA_LOG_LEVEL", "debug")], "debug", false),

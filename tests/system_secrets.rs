@@ -111,7 +111,10 @@ fn assert_nothing_secret(verbosity: Verbosity, logs: &str) {
         "{verbosity:?}: no report line in the function's output:\n{logs}"
     );
     let secrets = [
-        ("artifactCredentials secretAccessKey", ARTIFACT_SECRET_ACCESS_KEY),
+        (
+            "artifactCredentials secretAccessKey",
+            ARTIFACT_SECRET_ACCESS_KEY,
+        ),
         ("artifactCredentials sessionToken", ARTIFACT_SESSION_TOKEN),
         ("AWS secret access key", local_aws::FAKE_SECRET_ACCESS_KEY),
         ("AWS session token", local_aws::FAKE_SESSION_TOKEN),
@@ -130,7 +133,11 @@ fn assert_nothing_secret(verbosity: Verbosity, logs: &str) {
 async fn nothing_secret_is_logged(verbosity: Verbosity) {
     let (failed, logs) = deploy(verbosity, 1).await;
     assert_eq!(failed.status, ActionStatus::Failed, "{failed:?}\n{logs}");
-    assert_eq!(failed.failure_type.as_deref(), Some("JobFailed"), "{failed:?}");
+    assert_eq!(
+        failed.failure_type.as_deref(),
+        Some("JobFailed"),
+        "{failed:?}"
+    );
     let message = failed.message.as_deref().unwrap_or_default();
     assert!(
         message.contains(&format!("Last log lines: {}.", MIGRATION_LINES.join(" | "))),
