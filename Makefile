@@ -2,9 +2,10 @@
 #
 #   make test      installs the tools (.ci/install-tools), then fmt check, clippy,
 #                  tests, the README's hand invocations (.ci/invoke-events),
-#                  sam validate --lint, sam build (what CI runs: .ci/run)
+#                  sam validate --lint, checkov, sam build (what CI runs: .ci/run)
 #   make invoke-events  cargo lambda watch + cargo lambda invoke of every file in
 #                  events/ against the local control plane, answers checked
+#   make scan      checkov on template.yaml (0 failed checks; skips carry reasons)
 #   make build     sam build (arm64 bootstrap in .aws-sam/build/MigrateOnceFunction/)
 #   make zip-size  size of the built bootstrap and of its deployment zip
 #   make demo      runs the function against the local control plane
@@ -20,10 +21,16 @@ SHELL := bash
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 export PIP_NO_INPUT := 1
+# checkov: no update check on PyPI, no download of Prisma Cloud guidelines.
+export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
+export BC_SKIP_MAPPING := TRUE
 
 CARGO ?= cargo
 SAM ?= sam
 PYTHON ?= python3
+# In its own virtualenv (.ci/install-tools says why).
+export TOOLS_DIR ?= $(HOME)/.cache/migrate-once
+CHECKOV ?= $(TOOLS_DIR)/checkov/bin/checkov
 BOOTSTRAP := .aws-sam/build/MigrateOnceFunction/bootstrap
 
 # Prints the size of the bootstrap and of a zip made the way `sam package`
@@ -50,12 +57,12 @@ define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit invoke-events validate build zip-size demo bench
+.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench
 
-test: tools fmt clippy unit invoke-events validate build zip-size
+test: tools fmt clippy unit invoke-events validate scan build zip-size
 
 tools:
-	$(call heading,"tools (.ci/install-tools): arm64 target; clippy; rustfmt; cargo-lambda; SAM CLI; cfn-lint; moto")
+	$(call heading,"tools (.ci/install-tools): arm64 target; clippy; rustfmt; cargo-lambda; SAM CLI; cfn-lint; moto; checkov")
 	bash .ci/install-tools
 
 fmt:
@@ -77,6 +84,10 @@ invoke-events:
 validate:
 	$(call heading,"sam validate --lint")
 	$(SAM) validate --lint < /dev/null
+
+scan:
+	$(call heading,"checkov -f template.yaml")
+	$(CHECKOV) -f template.yaml --quiet --compact --skip-download
 
 build:
 	$(call heading,"sam build (arm64, cargo lambda build --release)")

@@ -30,8 +30,11 @@ pub enum Failure {
     #[error("{api} is unavailable: {detail}. This is usually transient: retry the stage.")]
     Unavailable { api: &'static str, detail: String },
     /// The migration itself failed: it exited non-zero, timed out, or could
-    /// not start for a reason retrying will not fix.
-    #[error("{0}")]
+    /// not start for a reason retrying will not fix. The text may hold the
+    /// migration's own log lines, [`quote`](crate::logs::quote)d: `Display`
+    /// (what a log line shows) redacts them; [`Failure::report_message`]
+    /// keeps them for the pipeline.
+    #[error("{}", crate::logs::redact(.0))]
     Job(String),
 }
 
@@ -43,6 +46,17 @@ impl Failure {
             Failure::Permission { .. } => FailureType::PermissionError,
             Failure::Unavailable { .. } => FailureType::SystemUnavailable,
             Failure::Job(_) => FailureType::JobFailed,
+        }
+    }
+
+    /// The text for the pipeline's failure report: as `Display`, but with
+    /// the migration's quoted log lines still in (and still marked, for
+    /// [`Report::describe`](crate::report::Report::describe) to redact and
+    /// [`report::send`](crate::report::send) to unmark).
+    pub fn report_message(&self) -> String {
+        match self {
+            Failure::Job(text) => text.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -154,6 +168,26 @@ mod tests {
             let failure = classify("ecs:RunTask", code, status, service, "detail".into());
             assert_eq!(failure.failure_type(), expected, "{code:?} {status:?}");
         }
+    }
+
+    #[test]
+    fn a_job_failure_shows_its_quoted_log_lines_only_in_the_report() {
+        let failure = Failure::Job(format!(
+            "exit 1. {} Fix it.",
+            crate::logs::quote("Last log lines: password=s3cr3t.")
+        ));
+        assert!(!failure.to_string().contains("s3cr3t"), "{failure}");
+        assert!(
+            failure
+                .to_string()
+                .starts_with("exit 1. Last log lines: (not in")
+        );
+        assert!(
+            crate::logs::unquote(&failure.report_message())
+                .contains("Last log lines: password=s3cr3t. Fix it.")
+        );
+        let other = Failure::Configuration("bad".into());
+        assert_eq!(other.report_message(), other.to_string());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
 //! - [`invocation`]: what Lambda sees: the deadline, sanitised; stable error types.
+//! - [`logging`]: the function's own log, which no dump of an event or body reaches.
 
 pub mod config;
 pub mod event;
@@ -26,6 +27,7 @@ pub mod failure;
 pub mod invocation;
 pub mod job;
 pub mod lock;
+pub mod logging;
 pub mod logs;
 pub mod outcome;
 pub mod report;

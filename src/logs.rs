@@ -11,8 +11,16 @@
 //! throttled — never changes the failure type; the excerpt then says in a
 //! few words why the lines could not be read.
 //!
-//! The lines are the migration's output and may hold whatever it printed:
-//! they go to the user's own pipeline, and are never logged by this function.
+//! The lines are the migration's output and may hold whatever it printed
+//! (a connection string, a password in a failed `psql` command line): they
+//! go to the user's own pipeline, and are never logged by this function,
+//! whose log group has other readers. [`last_lines`] returns them wrapped
+//! in [`QUOTE_OPEN`] … [`QUOTE_CLOSE`]; whatever carries the sentence on
+//! (a [`Failure`](crate::failure::Failure), a
+//! [`Report`](crate::report::Report)) shows it [`redact`]ed in its `Display`
+//! and log lines, and only the report sent to the pipeline [`unquote`]s it.
+//! The markers are control characters, which [`excerpt`] removes from every
+//! line, so a migration cannot print its way out of the quote.
 
 use std::time::Duration;
 
@@ -33,11 +41,19 @@ pub const MAX_LINE: usize = 500;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Between two lines of the excerpt, which is one line of text.
 const SEPARATOR: &str = " | ";
+/// Opens the migration's own lines inside a message (STX: "start of text").
+pub const QUOTE_OPEN: char = '\u{2}';
+/// Closes them (ETX: "end of text").
+pub const QUOTE_CLOSE: char = '\u{3}';
+/// What the function's own log shows instead of the quoted lines.
+pub const REDACTED: &str =
+    "Last log lines: (not in the function's log; see the pipeline's failure message).";
 
 /// The decisive container's last log lines as a sentence for the failure
 /// message, followed by a space so it drops in before the next sentence:
-/// `Last log lines: a | b | c. ` or `Last log lines: (could not read logs:
-/// …) `. Empty when the container does not log with `awslogs` and a stream
+/// `Last log lines: a | b | c. ` (the sentence [`quote`]d: it is the
+/// migration's own output) or `Last log lines: (could not read logs: …) `.
+/// Empty when the container does not log with `awslogs` and a stream
 /// prefix (the log pointer already says so).
 pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> String {
     let Some((group, prefix)) = &container.logs else {
@@ -54,7 +70,7 @@ pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> 
     let text = match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(Ok(out)) => {
             let lines: Vec<&str> = out.events().iter().filter_map(|e| e.message()).collect();
-            excerpt(&lines, MAX_EXCERPT)
+            return format!("{} ", quote(&sentence(&excerpt(&lines, MAX_EXCERPT))));
         }
         Ok(Err(err)) => {
             let why = unreadable(
@@ -70,12 +86,48 @@ pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> 
             "(could not read logs: logs:GetLogEvents timed out)".to_owned()
         }
     };
+    format!("{} ", sentence(&text))
+}
+
+/// `Last log lines: <text>.`, the full stop added unless `text` ends a sentence.
+fn sentence(text: &str) -> String {
     let end = if text.ends_with(['.', '!', '?']) {
         ""
     } else {
         "."
     };
-    format!("Last log lines: {text}{end} ")
+    format!("Last log lines: {text}{end}")
+}
+
+/// `text` marked as the migration's own output: shown to the pipeline,
+/// never in the function's log. `text` must not contain the markers
+/// (an [`excerpt`] never does).
+pub fn quote(text: &str) -> String {
+    format!("{QUOTE_OPEN}{text}{QUOTE_CLOSE}")
+}
+
+/// `text` for the function's own log: every quoted part replaced by
+/// [`REDACTED`]. A quote left open (a message cut short) is redacted to the
+/// end, so a cut can only hide more.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(QUOTE_OPEN) {
+        out.push_str(&rest[..start]);
+        out.push_str(REDACTED);
+        rest = &rest[start + QUOTE_OPEN.len_utf8()..];
+        rest = match rest.find(QUOTE_CLOSE) {
+            Some(end) => &rest[end + QUOTE_CLOSE.len_utf8()..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out.replace(QUOTE_CLOSE, "")
+}
+
+/// `text` for the pipeline: the quoted lines kept, the markers removed.
+pub fn unquote(text: &str) -> String {
+    text.replace([QUOTE_OPEN, QUOTE_CLOSE], "")
 }
 
 /// Why the lines could not be read, in a few words.
@@ -232,6 +284,42 @@ mod tests {
         let lines = ["é".repeat(600)];
         let text = excerpt(&[lines[0].as_str()], MAX_EXCERPT);
         assert_eq!(text.chars().count(), MAX_LINE);
+    }
+
+    #[test]
+    fn quoted_lines_are_redacted_for_the_log_and_kept_for_the_pipeline() {
+        let lines = excerpt(
+            &["connecting to postgres://admin:s3cr3t@db", "\u{2}\u{3}boom"],
+            MAX_EXCERPT,
+        );
+        let message = format!(
+            "Migration failed: exit 1. {} Logs: group /ecs/app.",
+            quote(&sentence(&lines))
+        );
+        let cases = [
+            (
+                message.as_str(),
+                format!("Migration failed: exit 1. {REDACTED} Logs: group /ecs/app."),
+                "Migration failed: exit 1. Last log lines: connecting to postgres://admin:s3cr3t@db | boom. Logs: group /ecs/app.".to_owned(),
+            ),
+            ("no quote here", "no quote here".into(), "no quote here".into()),
+            // Cut inside the quote: the rest is hidden.
+            (
+                "a \u{2}Last log lines: s3cr3t",
+                format!("a {REDACTED}"),
+                "a Last log lines: s3cr3t".into(),
+            ),
+            // Two quotes, and a stray close that only vanishes.
+            (
+                "\u{2}x\u{3} and \u{2}y\u{3}\u{3}.",
+                format!("{REDACTED} and {REDACTED}."),
+                "x and y.".into(),
+            ),
+        ];
+        for (text, logged, reported) in cases {
+            assert_eq!(redact(text), logged, "{text:?}");
+            assert_eq!(unquote(text), reported, "{text:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use migrate_once::{Clients, Function};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    migrate_once::logging::init(|name| std::env::var(name).ok());
 
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))

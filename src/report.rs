@@ -12,6 +12,7 @@ use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
 
 use crate::failure::Failure;
+use crate::logs::{redact, unquote};
 
 /// CodePipeline's limits on the texts of a report.
 pub const MAX_SUMMARY: usize = 2048;
@@ -43,16 +44,20 @@ pub enum Report {
 }
 
 impl Report {
-    /// The failure report for `failure`.
+    /// The failure report for `failure`, the migration's last log lines
+    /// included (still marked: see [`Report::describe`] and [`send`]).
     pub fn failed(failure: &Failure, task_arn: Option<&str>) -> Report {
         Report::Failed {
             failure_type: failure.failure_type(),
-            message: failure.to_string(),
+            message: failure.report_message(),
             task_arn: task_arn.map(str::to_owned),
         }
     }
 
-    /// One line for the function's own log.
+    /// One line for the function's own log: the migration's log lines
+    /// quoted in a failure message are [`redact`]ed (they may hold
+    /// connection strings, and the function's log has other readers than
+    /// the migration's); the pipeline still gets them from [`send`].
     pub fn describe(&self) -> String {
         match self {
             Report::InProgress { summary, .. } => format!("in progress: {summary}"),
@@ -61,7 +66,7 @@ impl Report {
                 failure_type,
                 message,
                 ..
-            } => format!("failed ({}): {message}", failure_type.as_str()),
+            } => format!("failed ({}): {}", failure_type.as_str(), redact(message)),
         }
     }
 }
@@ -111,7 +116,7 @@ pub async fn send(pipeline: &Client, job_id: &str, report: &Report) -> Result<Se
         } => {
             let failure = FailureDetails::builder()
                 .r#type(failure_type.clone())
-                .message(truncate(message, MAX_MESSAGE))
+                .message(truncate(&unquote(message), MAX_MESSAGE))
                 .set_external_execution_id(
                     task_arn.as_deref().map(|t| truncate(t, MAX_EXTERNAL_ID)),
                 )
@@ -168,6 +173,28 @@ pub fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_line_of_a_failure_report_omits_the_migrations_log_lines() {
+        let failure = Failure::Job(format!(
+            "Migration failed. {} Logs: group /ecs/app.",
+            crate::logs::quote("Last log lines: postgres://admin:s3cr3t@db.")
+        ));
+        let report = Report::failed(&failure, None);
+        let Report::Failed { message, .. } = &report else {
+            panic!("{report:?}")
+        };
+        assert!(unquote(message).contains("postgres://admin:s3cr3t@db"));
+        let logged = report.describe();
+        assert!(!logged.contains("s3cr3t"), "{logged}");
+        assert_eq!(
+            logged,
+            format!(
+                "failed (JobFailed): Migration failed. {} Logs: group /ecs/app.",
+                crate::logs::REDACTED
+            )
+        );
+    }
 
     #[test]
     fn truncation_respects_limits_and_characters() {
