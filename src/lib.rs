@@ -15,7 +15,9 @@
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
+//! - [`claim`]: `migrate-once claim`, the instance-side once-per-reset claim (§8).
 
+pub mod claim;
 pub mod config;
 pub mod event;
 pub mod failure;
