@@ -114,6 +114,6 @@ claim:
 	    rustup target list --installed | grep -qx "$$triple" || rustup target add "$$triple"; \
 	    $(CARGO) lambda build --release --target "$$triple" --bin migrate-once --lambda-dir target/lambda-claim; \
 	    mkdir -p "target/claim/$${triple%%-*}"; \
-	    cp "target/$$triple/release/migrate-once" "target/claim/$${triple%%-*}/migrate-once"; \
+	    cp target/lambda-claim/migrate-once/bootstrap "target/claim/$${triple%%-*}/migrate-once"; \
 	done
 	@$(PYTHON) -c "$$CLAIM_SIZE_PY" target/claim/x86_64/migrate-once target/claim/aarch64/migrate-once
