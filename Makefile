@@ -10,6 +10,7 @@
 #   make zip-size  size of the built bootstrap and of its deployment zip
 #   make demo      runs the function against the local control plane
 #   make bench     cold start, peak RSS and AWS calls per phase (release build)
+#   make claim     `migrate-once claim` for instances: static x86_64 and arm64 Linux binaries
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -53,11 +54,28 @@ print(f"zip:       {zipped} bytes ({zipped / 2**20:.2f} MiB)")
 endef
 export ZIP_SIZE_PY
 
+# Prints size, ELF machine and linking of each `migrate-once claim` binary.
+define CLAIM_SIZE_PY
+import sys
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        data = f.read()
+    machine = {0xB7: "aarch64", 0x3E: "x86_64"}.get(int.from_bytes(data[18:20], "little"), "unknown")
+    phoff, phentsize, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    interp = any(int.from_bytes(data[phoff + i * phentsize:][:4], "little") == 3 for i in range(phnum))
+    linking = "dynamically linked (has an interpreter)" if interp else "static"
+    print(f"{path}: {len(data)} bytes ({len(data) / 2**20:.2f} MiB), ELF {machine}, {linking}")
+    if interp:
+        sys.exit(f"{path} is not statically linked")
+endef
+export CLAIM_SIZE_PY
+CLAIM_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
 define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench
+.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench claim
 
 test: tools fmt clippy unit invoke-events validate scan build zip-size
 
@@ -108,3 +126,13 @@ bench:
 	$(call heading,"benchmarks: cold start against empty Rust and Python/boto3 handlers; peak RSS; AWS calls")
 	$(CARGO) build --release --bin migrate-once --example empty_handler
 	$(CARGO) run -q --release -p local-aws --bin bench
+
+claim:
+	$(call heading,"migrate-once claim: static Linux binaries for instances (musl; cargo lambda build links with zig)")
+	@for triple in $(CLAIM_TARGETS); do \
+	    rustup target list --installed | grep -qx "$$triple" || rustup target add "$$triple"; \
+	    $(CARGO) lambda build --release --target "$$triple" --bin migrate-once --lambda-dir target/lambda-claim; \
+	    mkdir -p "target/claim/$${triple%%-*}"; \
+	    cp target/lambda-claim/migrate-once/bootstrap "target/claim/$${triple%%-*}/migrate-once"; \
+	done
+	@$(PYTHON) -c "$$CLAIM_SIZE_PY" target/claim/x86_64/migrate-once target/claim/aarch64/migrate-once

@@ -20,7 +20,9 @@
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
 //! - [`invocation`]: what Lambda sees: the deadline, sanitised; stable error types.
 //! - [`logging`]: the function's own log, which no dump of an event or body reaches.
+//! - [`claim`]: `migrate-once claim`, the instance-side once-per-reset claim (§8).
 
+pub mod claim;
 pub mod config;
 pub mod event;
 pub mod failure;

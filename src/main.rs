@@ -12,6 +12,10 @@ use migrate_once::{Clients, Function};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    // `migrate-once claim …` on an instance (SPEC §8), never in Lambda.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "claim") {
+        std::process::exit(migrate_once::claim::main(std::env::args_os().skip(2).collect()).await);
+    }
     migrate_once::logging::init(|name| std::env::var(name).ok());
 
     let http = aws_smithy_http_client::Builder::new()
