@@ -9,6 +9,8 @@
 #   make zip-size  size of the built bootstrap and of its deployment zip
 #   make demo      runs the function against the local control plane
 #   make bench     cold start, peak RSS and AWS calls per phase (release build)
+#   make fleet     200 deployments over 150 families (50 on 10 shared locks) at
+#                  AWS's default API quotas, then at 10x (not part of `make test`)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -50,7 +52,7 @@ define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit invoke-events validate build zip-size demo bench
+.PHONY: test tools fmt clippy unit invoke-events validate build zip-size demo bench fleet
 
 test: tools fmt clippy unit invoke-events validate build zip-size
 
@@ -97,3 +99,14 @@ bench:
 	$(call heading,"benchmarks: cold start against empty Rust and Python/boto3 handlers; peak RSS; AWS calls")
 	$(CARGO) build --release --bin migrate-once --example empty_handler
 	$(CARGO) run -q --release -p local-aws --bin bench
+
+FLEET_ARGS ?= --deployments 200 --families 150 --shared-locks 50 --lock-groups 10
+
+fleet:
+	$(call heading,"fleet: many deployments at once under the account's API quotas (default, then 10x)")
+	$(CARGO) build --bin migrate-once
+	$(CARGO) build -p local-aws --bin fleet
+	rc=0; \
+	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 1 || rc=1; \
+	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 10 || rc=1; \
+	exit $$rc
