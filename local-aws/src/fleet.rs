@@ -348,8 +348,17 @@ impl FleetReport {
         for (k, v) in rows {
             out.push_str(&format!("| {k:<42} | {v:>22} |\n"));
         }
-        for (e, why) in self.failed.iter().take(10) {
-            out.push_str(&format!("  failed {e}: {why}\n"));
+        let mut why_counts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (e, why) in &self.failed {
+            why_counts.entry(why).or_default().push(e);
+        }
+        for (why, execs) in why_counts {
+            out.push_str(&format!(
+                "  {} failed ({}{}): {why}\n",
+                execs.len(),
+                execs.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if execs.len() > 3 { ", …" } else { "" }
+            ));
         }
         for (lock, n) in &self.overlaps {
             out.push_str(&format!("  overlap on {lock}: {n} pairs\n"));
@@ -364,6 +373,37 @@ fn is_read(op: &str) -> bool {
 
 fn is_write(op: &str) -> bool {
     matches!(op, "PutParameter" | "DeleteParameter" | "DeleteParameters")
+}
+
+/// Where a failed action was: its failure (the SDK's dump cut off), how
+/// many jobs it ran, whether it had a task, and the summaries before it.
+fn failure_line(a: &ActionResult) -> String {
+    let message = a.message.as_deref().unwrap_or("-");
+    let short: String = message
+        .split(" (ServiceError")
+        .next()
+        .unwrap_or(message)
+        .chars()
+        .take(200)
+        .collect();
+    let before: Vec<&str> = a
+        .reports
+        .iter()
+        .filter_map(|r| r.summary.as_deref())
+        .map(|s| s.split(" (").next().unwrap_or(s))
+        .collect();
+    format!(
+        "{:?} {}: {short} | after {} jobs, {} task(s); earlier summaries: {}",
+        a.status,
+        a.failure_type.as_deref().unwrap_or("-"),
+        a.jobs.len(),
+        a.task_arns.len(),
+        if before.is_empty() {
+            "-".to_string()
+        } else {
+            before.join(" / ")
+        }
+    )
 }
 
 /// Runs the fleet and measures it.
@@ -449,15 +489,7 @@ fn measure(
             {
                 r.superseded += 1
             }
-            _ => r.failed.push((
-                a.execution_id.clone(),
-                format!(
-                    "{:?} {}: {}",
-                    a.status,
-                    a.failure_type.as_deref().unwrap_or("-"),
-                    a.message.as_deref().unwrap_or("-")
-                ),
-            )),
+            _ => r.failed.push((a.execution_id.clone(), failure_line(a))),
         }
     }
     // Tasks, per lock and per deployment.
