@@ -230,6 +230,10 @@ pub struct FleetReport {
     pub ssm_reads: usize,
     /// SSM writes (attempted, including throttled).
     pub ssm_writes: usize,
+    /// SSM reads not throttled.
+    pub ssm_reads_admitted: usize,
+    /// SSM writes not throttled.
+    pub ssm_writes_admitted: usize,
     /// Throttled calls per operation.
     pub throttled: BTreeMap<String, usize>,
     /// Pipeline start → task created, per deployment that got a task.
@@ -307,12 +311,20 @@ impl FleetReport {
                 self.overlaps.values().sum::<usize>().to_string(),
             ),
             (
-                "SSM reads / deployment",
-                format!("{:.1}", per(self.ssm_reads)),
+                "SSM reads / deployment (attempted / admitted)",
+                format!(
+                    "{:.1} / {:.1}",
+                    per(self.ssm_reads),
+                    per(self.ssm_reads_admitted)
+                ),
             ),
             (
-                "SSM writes / deployment",
-                format!("{:.1}", per(self.ssm_writes)),
+                "SSM writes / deployment (attempted / admitted)",
+                format!(
+                    "{:.1} / {:.1}",
+                    per(self.ssm_writes),
+                    per(self.ssm_writes_admitted)
+                ),
             ),
             (
                 "throttled calls",
@@ -346,18 +358,19 @@ impl FleetReport {
         ];
         let mut out = format!("{title}\n");
         for (k, v) in rows {
-            out.push_str(&format!("| {k:<42} | {v:>22} |\n"));
+            out.push_str(&format!("| {k:<46} | {v:>22} |\n"));
         }
-        let mut why_counts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (e, why) in &self.failed {
-            why_counts.entry(why).or_default().push(e);
+        // Grouped by the failure message; one example of where it happened.
+        let mut groups: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        for (e, line) in &self.failed {
+            let (why, context) = line.split_once(" | ").unwrap_or((line, ""));
+            groups.entry(why).or_default().push((e, context));
         }
-        for (why, execs) in why_counts {
+        for (why, cases) in groups {
+            let (e, context) = cases[0];
             out.push_str(&format!(
-                "  {} failed ({}{}): {why}\n",
-                execs.len(),
-                execs.iter().take(3).copied().collect::<Vec<_>>().join(", "),
-                if execs.len() > 3 { ", …" } else { "" }
+                "  {} failed: {why}\n    e.g. {e}: {context}\n",
+                cases.len()
             ));
         }
         for (lock, n) in &self.overlaps {
@@ -529,11 +542,15 @@ fn measure(
             r.ssm_reads += 1;
             reads.push(c.at);
             if c.error.as_deref() != Some("ThrottlingException") {
+                r.ssm_reads_admitted += 1;
                 reads_ok.push(c.at);
             }
         }
         if c.service == Service::Ssm && is_write(&c.operation) {
             r.ssm_writes += 1;
+            if c.error.as_deref() != Some("ThrottlingException") {
+                r.ssm_writes_admitted += 1;
+            }
         }
         if c.error.as_deref() == Some("ThrottlingException") && c.fault.is_none() {
             *r.throttled.entry(c.operation.clone()).or_default() += 1;
