@@ -12,11 +12,12 @@
 //! Default figures ([`Quotas::aws_defaults`]) and where they come from:
 //!
 //! - **SSM reads** (GetParameter, GetParameters, GetParametersByPath,
-//!   shared): 40 TPS, the standard-throughput "Max throughput (transactions
-//!   per second)" of Parameter Store (AWS Systems Manager endpoints and
-//!   quotas; also quoted by <https://dev.classmethod.jp> and the GetParameter
-//!   API reference note on Parameter Store throughput). Burst = rate: AWS
-//!   publishes no burst figure.
+//!   shared): 40 TPS, Parameter Store's default throughput: "Default
+//!   throughput: 40 (shared by GetParameter, GetParameters,
+//!   GetParametersByPath)" in "AWS Systems Manager endpoints and quotas", as
+//!   quoted by a DevelopersIO (Classmethod) support article; the
+//!   GetParameter/PutParameter API references say only that a standard
+//!   throughput quota applies. Burst = rate: AWS publishes no burst figure.
 //! - **SSM writes** (PutParameter, DeleteParameter, DeleteParameters,
 //!   shared): 3 TPS, as AWS support answers users have published (10 with
 //!   higher throughput); AWS documents no figure. Burst = rate.
@@ -24,9 +25,11 @@
 //!   100, refill 40/s. ECS documents the token-bucket model (bucket maximum
 //!   capacity = burst, refill = sustained rate) in "Request throttling for
 //!   the Amazon ECS API"
-//!   (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html>);
-//!   the per-action figures are the commonly reported ones — check them
-//!   against that page's table before relying on them.
+//!   (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html>;
+//!   its example: cluster read actions such as DescribeClusters have a
+//!   bucket of 50). The per-action figures used here (RunTask 100/20,
+//!   DescribeTasks 100/40) come from a public summary of that page's table,
+//!   not from the table itself: check them there before relying on them.
 //! - **CodePipeline job results** (PutJobSuccessResult,
 //!   PutJobFailureResult, shared): AWS publishes no rate for them ("Quotas in
 //!   AWS CodePipeline" lists only resource counts and timeouts); 10/s with a
