@@ -11,6 +11,8 @@
 #   make demo      runs the function against the local control plane
 #   make bench     cold start, peak RSS and AWS calls per phase (release build)
 #   make claim     `migrate-once claim` for instances: static x86_64 and arm64 Linux binaries
+#   make fleet     200 deployments over 150 families (50 on 10 shared locks) at
+#                  AWS's default API quotas, then at 10x (not part of `make test`)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -75,7 +77,7 @@ define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench claim
+.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench claim fleet
 
 test: tools fmt clippy unit invoke-events validate scan build zip-size
 
@@ -136,3 +138,14 @@ claim:
 	    cp target/lambda-claim/migrate-once/bootstrap "target/claim/$${triple%%-*}/migrate-once"; \
 	done
 	@$(PYTHON) -c "$$CLAIM_SIZE_PY" target/claim/x86_64/migrate-once target/claim/aarch64/migrate-once
+
+FLEET_ARGS ?= --deployments 200 --families 150 --shared-locks 50 --lock-groups 10
+
+fleet:
+	$(call heading,"fleet: many deployments at once under the account's API quotas (default, then 10x)")
+	$(CARGO) build --bin migrate-once
+	$(CARGO) build -p local-aws --bin fleet
+	rc=0; \
+	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 1 || rc=1; \
+	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 10 || rc=1; \
+	exit $$rc

@@ -220,7 +220,12 @@ impl CodePipeline {
             execution_id: execution_id.to_string(),
             action_execution_id: action_execution_id.to_string(),
             continuation_token,
-            user_parameters: self.scenario.user_parameters.resolved(execution_id),
+            user_parameters: self
+                .scenario
+                .execution_user_parameters
+                .get(execution_id)
+                .unwrap_or(&self.scenario.user_parameters)
+                .resolved(execution_id),
             created: Instant::now(),
             report: None,
         };

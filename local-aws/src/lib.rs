@@ -36,6 +36,8 @@
 //!   job, invoke, report, continuation, next job.
 //! - [`scenario`] — the scenario file format.
 //! - [`faults`] — throttling / 5xx / access denied / crash injection.
+//! - [`quota`] — per-account token-bucket API quotas.
+//! - [`fleet`] — many deployments at once under those quotas (`make fleet`).
 //! - [`record`] — the call and delivery logs.
 //! - [`console`] — prints what the CodePipeline console would show.
 //! - [`http_client`] — a tiny HTTP client for tests of this crate.
@@ -46,11 +48,13 @@ pub mod console;
 pub mod ecs;
 pub mod ecs_task;
 pub mod faults;
+pub mod fleet;
 pub mod function_host;
 pub mod http_client;
 pub mod ids;
 pub mod logs;
 pub mod pipeline_driver;
+pub mod quota;
 pub mod record;
 pub(crate) mod runtime_api;
 pub mod scenario;

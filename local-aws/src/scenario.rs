@@ -61,6 +61,13 @@ pub struct Scenario {
     /// Delays and limits of the pipeline and Lambda emulation.
     #[serde(default)]
     pub timing: Timing,
+    /// Per-account API quotas (token buckets); absent: no throttling.
+    #[serde(default)]
+    pub quotas: crate::quota::Quotas,
+    /// `UserParameters` of chosen executions (a fleet of pipelines sharing
+    /// one account), overriding `userParameters`.
+    #[serde(default)]
+    pub execution_user_parameters: BTreeMap<String, UserParameters>,
 }
 
 /// The pipeline around the action.

@@ -47,6 +47,8 @@ pub(crate) struct World {
     pub pipeline_changed: watch::Sender<u64>,
     pub host: Mutex<Weak<HostInner>>,
     pub echo: bool,
+    /// The account's API quotas (`crate::quota`).
+    pub throttle: Mutex<crate::quota::Throttle>,
 }
 
 impl World {
@@ -66,6 +68,7 @@ impl World {
             pipeline_changed: watch::Sender::new(0),
             host: Mutex::new(Weak::new()),
             echo: std::env::var_os("LOCAL_AWS_ECHO").is_some_and(|v| v != "0"),
+            throttle: Mutex::new(crate::quota::Throttle::new(scenario.quotas.clone())),
             scenario,
             origin,
         }
@@ -127,7 +130,10 @@ impl World {
         let job_id = trace_id
             .as_deref()
             .and_then(|t| self.recorder.job_for_trace(t));
+        let throttled =
+            fault.is_none() && !lock(&self.throttle).admit(service, operation, Instant::now());
         let result = match fault {
+            _ if throttled => Err(fault_error(Fault::Throttle, service, operation)),
             Some(Fault::LostAnswer) => self
                 .dispatch(service, operation, &request, job_id.as_deref())
                 .and_then(|_| Err(fault_error(Fault::LostAnswer, service, operation))),

@@ -15,8 +15,12 @@ use crate::token::{Phase, Watch};
 
 /// Tries whose outcome was unknown (RunTask) or that AWS was too busy for,
 /// in continuations, before the action gives up (a claimed attempt stays
-/// claimed: a stage retry resumes it with the same `clientToken`).
-const MAX_UNKNOWN: u32 = 5;
+/// claimed: a stage retry resumes it with the same `clientToken`). Thirty:
+/// throttling is backpressure — a fleet of 200 deployments at SSM's default
+/// 3 writes a second queues for minutes (`make fleet`), and each
+/// continuation is seconds apart — yet an outage still ends in a clear
+/// `SystemUnavailable`.
+const MAX_UNKNOWN: u32 = 30;
 /// Claims lost to concurrent contenders before giving up for now.
 const MAX_LOST_CLAIMS: usize = 10;
 
