@@ -472,6 +472,18 @@ pub async fn find_started(
             .send()
             .await
             .map_err(|e| Failure::from_sdk("ecs:DescribeTasks", e))?;
+        // Listed but not described (ECS is eventually consistent): it may be
+        // the attempt's task, so nothing is proven yet — look again later.
+        if let Some(missing) = out.failures().first() {
+            return Err(Failure::Unavailable {
+                api: "ecs:DescribeTasks",
+                detail: format!(
+                    "ECS lists task {} but does not describe it yet ({})",
+                    missing.arn().unwrap_or("?"),
+                    missing.reason().unwrap_or("no reason")
+                ),
+            });
+        }
         found.extend(
             out.tasks()
                 .iter()

@@ -1183,6 +1183,11 @@ impl Rng {
     }
 }
 
+/// Whether a call took effect: answered OK, or applied with its answer lost.
+fn took_effect(c: &local_aws::CallRecord) -> bool {
+    c.ok() || c.fault.as_deref() == Some("LostAnswer")
+}
+
 /// The instance-side flag the random schedules reset.
 const FLAG: &str = "/app/once-flag";
 
@@ -1317,7 +1322,7 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
     let claims_of = |prefix: &str| {
         puts.iter()
             .filter(|c| {
-                c.ok()
+                took_effect(c)
                     && c.request["Overwrite"] != true
                     && c.request["Name"]
                         .as_str()
@@ -1371,7 +1376,7 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
         let claimed = puts
             .iter()
             .filter(|c| {
-                c.ok()
+                took_effect(c)
                     && c.request["Overwrite"] != true
                     && c.request["Name"]
                         .as_str()

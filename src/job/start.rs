@@ -79,7 +79,16 @@ impl Deployment {
                     return Ok(text::already_applied(&record, &container));
                 }
                 StartPlan::Superseded { latest, unstarted } => {
-                    return self.superseded(inv, &latest, unstarted).await;
+                    let seq = unstarted.as_ref().map(|r| r.seq);
+                    let done = self
+                        .superseded(inv, caller, &latest, unstarted, &container)
+                        .await;
+                    return match done {
+                        Err(busy @ Failure::Unavailable { .. }) => {
+                            self.not_now(caller, seq, unknown, busy)
+                        }
+                        other => other,
+                    };
                 }
                 StartPlan::Lost => {
                     return Err(Failure::Job(format!(
@@ -467,11 +476,14 @@ impl Deployment {
     async fn superseded(
         &self,
         inv: &Invocation<'_>,
+        caller: Caller<'_>,
         latest: &str,
         unstarted: Option<State>,
+        container: &Container,
     ) -> Result<Report, Failure> {
-        // A claim whose RunTask outcome was unknown may have a task: then it
-        // is left as it is (the lock follows that task).
+        // A claim whose RunTask outcome was unknown may have a task after
+        // all: then that task is this attempt's, recorded and watched to its
+        // end like any other (the lock follows it). Nothing new starts.
         let started = match &unstarted {
             Some(record) => {
                 let token =
@@ -481,7 +493,23 @@ impl Deployment {
             }
             None => None,
         };
-        if let Some(record) = unstarted.filter(|_| started.is_none()) {
+        if let (Some(record), Some(found)) = (&unstarted, &started) {
+            let running = State {
+                status: Status::Running,
+                task_arn: Some(found.arn.clone()),
+                ..record.clone()
+            };
+            let sp = &self.config.state_parameter;
+            if let Err(failure) = state::write(&inv.clients.ssm, sp, &running).await {
+                warn!(%failure, "could not record the task found for the attempt");
+            }
+            let watch = self.watch_of(caller, &running, &found.arn, container);
+            return self
+                .watch(inv, watch)
+                .await
+                .or_else(|failure| Ok(Report::failed(&failure, Some(&found.arn))));
+        }
+        if let Some(record) = unstarted {
             let failed = record.failed(
                 FailureClass::Permanent,
                 &format!("superseded by deployment {latest} before its task started"),
