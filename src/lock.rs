@@ -325,34 +325,14 @@ fn record_name(lock: &str, n: u64) -> String {
 /// skipped: they are not ours to judge.
 pub async fn list(ssm: &Ssm, name: &str) -> Result<Vec<(u64, Holder)>, Failure> {
     let prefix = format!("{name}/");
-    let mut records = Vec::new();
-    let mut next_token = None;
-    loop {
-        let out = ssm
-            .get_parameters_by_path()
-            .path(name)
-            .recursive(false)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| Failure::from_sdk("ssm:GetParametersByPath", e))?;
-        for parameter in out.parameters() {
-            let number = parameter
-                .name()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|n| n.parse::<u64>().ok());
-            let holder = parameter
-                .value()
-                .and_then(|v| serde_json::from_str::<Holder>(v).ok());
-            if let (Some(number), Some(holder)) = (number, holder) {
-                records.push((number, holder));
-            }
-        }
-        next_token = out.next_token;
-        if next_token.is_none() {
-            break;
-        }
-    }
+    let mut records: Vec<(u64, Holder)> = state::children(ssm, name)
+        .await?
+        .into_iter()
+        .filter_map(|(parameter, value)| {
+            let number = parameter.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+            Some((number, serde_json::from_str::<Holder>(&value).ok()?))
+        })
+        .collect();
     records.sort_by_key(|(n, _)| *n);
     Ok(records)
 }

@@ -208,32 +208,41 @@ pub enum Claim {
 /// are not records of ours are a configuration error (someone else's data
 /// under our prefix).
 pub async fn list(ssm: &Client, state_parameter: &str) -> Result<Vec<State>, Failure> {
-    let path = format!("{state_parameter}/a");
     let mut records = BTreeMap::new();
+    for (name, value) in children(ssm, &format!("{state_parameter}/a")).await? {
+        let Some(seq) = name.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let record = parse(&name, &value)?;
+        records.insert(seq, State { seq, ..record });
+    }
+    Ok(records.into_values().collect())
+}
+
+/// The parameters directly under `path`, as (name, value), every page.
+pub async fn children(ssm: &Client, path: &str) -> Result<Vec<(String, String)>, Failure> {
+    let mut found = Vec::new();
     let mut next_token = None;
     loop {
         let out = ssm
             .get_parameters_by_path()
-            .path(&path)
+            .path(path)
             .recursive(false)
             .set_next_token(next_token)
             .send()
             .await
             .map_err(|e| Failure::from_sdk("ssm:GetParametersByPath", e))?;
-        for parameter in out.parameters() {
-            let name = parameter.name().unwrap_or_default();
-            let Some(seq) = name.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()) else {
-                continue;
-            };
-            let record = parse(name, parameter.value().unwrap_or_default())?;
-            records.insert(seq, State { seq, ..record });
-        }
+        found.extend(out.parameters().iter().map(|p| {
+            (
+                p.name().unwrap_or_default().to_owned(),
+                p.value().unwrap_or_default().to_owned(),
+            )
+        }));
         next_token = out.next_token;
         if next_token.is_none() {
-            break;
+            return Ok(found);
         }
     }
-    Ok(records.into_values().collect())
 }
 
 /// Reads one attempt record; `None` when it does not exist.
