@@ -730,12 +730,28 @@ async fn a_start_throttled_after_taking_the_lock_waits_and_then_runs_once() {
     assert_eq!(resets, 1, "{}", sys.explain(&[&r]));
 }
 
-/// UserParameters of `s` with `resetParameters` set.
-fn with_reset(s: &Scenario, names: &[&str]) -> local_aws::scenario::UserParameters {
+/// UserParameters of `s` with `edit` applied (after `deployment` is the
+/// pipeline execution id again).
+fn edit_params(s: &Scenario, edit: impl FnOnce(&mut Value)) -> local_aws::scenario::UserParameters {
     let mut params: Value = serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
     params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
-    params["resetParameters"] = json!(names);
+    edit(&mut params);
     local_aws::scenario::UserParameters::Json(params)
+}
+
+/// UserParameters of `s` with `resetParameters` set.
+fn with_reset(s: &Scenario, names: &[&str]) -> local_aws::scenario::UserParameters {
+    edit_params(s, |p| p["resetParameters"] = json!(names))
+}
+
+/// UserParameters of `s` with a state parameter per execution and `LOCK`
+/// shared by all (several services' migrations on one database).
+fn with_shared_lock(s: &Scenario, deployment: &str) -> local_aws::scenario::UserParameters {
+    edit_params(s, |p| {
+        p["deployment"] = json!(deployment);
+        p["stateParameter"] = json!("/migrate-once/app/#{codepipeline.PipelineExecutionId}");
+        p["lock"] = json!(LOCK);
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -849,11 +865,7 @@ async fn twenty_deployments_at_once_migrate_one_at_a_time_and_all_finish() {
     s.timing.continuation_delay_millis = 20;
     s.function.max_instances = 25;
     // Twenty services' migrations, each with its own state, on one database.
-    let mut params: Value = serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
-    params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
-    params["stateParameter"] = json!("/migrate-once/app/#{codepipeline.PipelineExecutionId}");
-    params["lock"] = json!(LOCK);
-    s.user_parameters = local_aws::scenario::UserParameters::Json(params);
+    s.user_parameters = with_shared_lock(&s, "#{codepipeline.PipelineExecutionId}");
     let sys = Sys::start(s).await;
     let executions: Vec<String> = (1..=20).map(exec_id).collect();
     let results = match sys.actions(&executions).await {
@@ -1558,12 +1570,7 @@ mod sequences {
     /// Two deployments sharing one lock, each with its own state parameter
     /// (two services' migrations on one database), `deployment` as given.
     fn shared_lock(mut s: Scenario, deployment: &str) -> Scenario {
-        let mut params: Value =
-            serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
-        params["deployment"] = json!(deployment);
-        params["stateParameter"] = json!("/migrate-once/app/#{codepipeline.PipelineExecutionId}");
-        params["lock"] = json!(LOCK);
-        s.user_parameters = local_aws::scenario::UserParameters::Json(params);
+        s.user_parameters = with_shared_lock(&s, deployment);
         s
     }
 
@@ -1651,12 +1658,10 @@ mod sequences {
     async fn late_copies_after_a_lock_wait_change_nothing() {
         for rerun in ["once", "always"] {
             let mut s = shared_lock(base(), "#{codepipeline.PipelineExecutionId}");
-            let mut params: Value =
-                serde_json::from_str(&s.user_parameters.resolved("x")).expect("json");
-            params["deployment"] = json!("#{codepipeline.PipelineExecutionId}");
-            params["rerun"] = json!(rerun);
-            params["resetParameters"] = json!([FLAG]);
-            s.user_parameters = local_aws::scenario::UserParameters::Json(params);
+            s.user_parameters = edit_params(&s, |p| {
+                p["rerun"] = json!(rerun);
+                p["resetParameters"] = json!([FLAG]);
+            });
             s.timing.continuation_delay_millis = 20;
             let sys = Sys::start(s).await;
             let results = sys
