@@ -5,6 +5,8 @@
 //!
 //! - [`event`]: the events the function accepts, parsed leniently.
 //! - [`config`]: UserParameters merged over `MIGRATE_ONCE_*` defaults.
+//! - [`artifact`]: the images the pipeline deploys, read from its input artifact.
+//! - [`revision`]: the task definition revision that runs those images.
 //! - [`job`]: a CodePipeline job from event to report — the state machine.
 //! - [`rerun`]: EventBridge-driven reruns and stops.
 //! - [`state`]: the per-deployment state record in SSM, and what a start makes of it.
@@ -16,6 +18,7 @@
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
 
+pub mod artifact;
 pub mod config;
 pub mod event;
 pub mod failure;
@@ -25,6 +28,7 @@ pub mod logs;
 pub mod outcome;
 pub mod report;
 pub mod rerun;
+pub mod revision;
 pub mod state;
 pub mod task;
 pub mod token;
@@ -45,6 +49,9 @@ pub struct Clients {
     pub pipeline: aws_sdk_codepipeline::Client,
     /// CloudWatch Logs, to quote a failed migration's last lines.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// S3, to read the input artifact; each request carries the job's
+    /// artifact credentials (see [`artifact::read_object`]).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -55,6 +62,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             pipeline: aws_sdk_codepipeline::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            s3: artifact::s3_client(sdk),
         }
     }
 }
