@@ -53,6 +53,7 @@ pub mod logs;
 pub mod pipeline_driver;
 pub mod record;
 pub(crate) mod runtime_api;
+pub mod s3;
 pub mod scenario;
 pub mod server;
 pub mod ssm;
