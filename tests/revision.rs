@@ -3,6 +3,9 @@
 //! registration carries every field RegisterTaskDefinition accepts with
 //! only the images changed, and how failures map.
 
+// `inferenceAccelerators` is deprecated in ECS but still accepted and carried over.
+#![allow(deprecated)]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +23,7 @@ use aws_sdk_ecs::types::{
     TaskDefinition, TaskDefinitionField, TaskDefinitionPlacementConstraint,
     TaskDefinitionPlacementConstraintType, TaskDefinitionStatus, Volume,
 };
-use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
 use migrate_once::artifact::{ImageSet, Images};
 use migrate_once::failure::Failure;
