@@ -21,7 +21,15 @@ pub struct Config {
     /// Identity of the deployment; `None` means "ask GetJobDetails".
     pub deployment: Option<String>,
     pub cluster: String,
+    /// The task definition: a family, `family:revision` or ARN — or, when
+    /// [`Config::task_definition_from_service`] is set, that service's name
+    /// (then it is resolved by DescribeServices before anything else uses it).
     pub task_definition: String,
+    /// `taskDefinition: {"fromService": "name"}`: run the task definition
+    /// this ECS service runs now. A separate field rather than an enum so
+    /// that every existing use of `task_definition` keeps compiling; a job
+    /// replaces `task_definition` with the resolved ARN before using it.
+    pub task_definition_from_service: Option<String>,
     /// Container to override and whose exit code decides; `None` means the
     /// only essential container of the task definition.
     pub container: Option<String>,
@@ -41,6 +49,50 @@ pub struct Config {
     pub max_auto_reruns: u32,
     pub stop_on_pipeline_stop: bool,
     pub wait_seconds: u64,
+    /// Which images the migration runs (SPEC §4a).
+    pub images: Images,
+    /// Services to roll after the migration (SPEC §4b).
+    pub deploy: Option<Deploy>,
+}
+
+/// `images`: where the migration's images come from (SPEC §4a).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Images {
+    /// The first input artifact holding `imagedefinitions.json` or
+    /// `imageDetail.json` at its root; none: the task definition as it is.
+    Auto,
+    /// Always the task definition as it is (`images: false`).
+    Off,
+    /// An explicit choice; what is named must exist.
+    Select {
+        /// Input artifact name; `None`: the first that holds the file.
+        artifact: Option<String>,
+        /// Path of the file in the ZIP; `None`: either standard name.
+        file: Option<String>,
+        /// `imagedefinitions.json` entry whose image the decisive container
+        /// gets when the names differ.
+        from: Option<String>,
+    },
+}
+
+impl Images {
+    /// `images.from`: the `imagedefinitions.json` entry whose image the
+    /// decisive container gets, when set.
+    pub fn from_entry(&self) -> Option<&str> {
+        match self {
+            Images::Select { from, .. } => from.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// `deploy`: roll these services after the migration (SPEC §4b).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deploy {
+    /// Service names (or ARNs) in the action's cluster; non-empty, distinct.
+    pub services: Vec<String>,
+    /// How long the services may take to become stable; 60..=82800.
+    pub timeout_seconds: u64,
 }
 
 /// Environment overrides for the container. Sorted, so that a repeated
@@ -127,6 +179,8 @@ pub const FIELDS: &[&str] = &[
     "maxAutoReruns",
     "stopOnPipelineStop",
     "waitSeconds",
+    "images",
+    "deploy",
 ];
 
 /// Fields whose environment default is taken as plain text rather than JSON.
@@ -234,7 +288,13 @@ pub fn resolve<'a>(
 }
 
 fn env_value(field: &str, raw: &str) -> Result<Value, serde_json::Error> {
-    if TEXT_FIELDS.contains(&field) || (field == "lock" && raw != "false") {
+    // `taskDefinition` is text unless it is the `{"fromService":…}` object;
+    // `images` is JSON unless it is the plain word `auto`.
+    let object = raw.trim_start().starts_with('{');
+    if (TEXT_FIELDS.contains(&field) && !(field == "taskDefinition" && object))
+        || (field == "lock" && raw != "false")
+        || (field == "images" && raw.trim() == "auto")
+    {
         Ok(Value::String(raw.to_owned()))
     } else {
         serde_json::from_str(raw)
@@ -267,7 +327,7 @@ impl Fields<'_> {
     fn build(&mut self) -> Option<Config> {
         let deployment = self.string("deployment");
         let cluster = self.string("cluster");
-        let task_definition = self.string("taskDefinition");
+        let (task_definition, task_definition_from_service) = self.task_definition();
         let container = self.string("container");
         let command = self.strings("command", true);
         let environment = self.environment();
@@ -284,6 +344,8 @@ impl Fields<'_> {
         let max_auto_reruns = self.integer("maxAutoReruns", 0, 10).unwrap_or(2);
         let stop_on_pipeline_stop = self.boolean("stopOnPipelineStop").unwrap_or(false);
         let wait_seconds = self.integer("waitSeconds", 0, 600).unwrap_or(20);
+        let images = self.images();
+        let deploy = self.deploy();
 
         if cluster.is_none() && !self.values.contains_key("cluster") {
             self.problems.push(format!(
@@ -312,6 +374,9 @@ impl Fields<'_> {
         }
 
         let (cluster, task_definition) = (cluster?, task_definition?);
+        // With `fromService` the family is not known before DescribeServices;
+        // the service name stands in for it, so the default stays pure and
+        // stable while the service moves from revision to revision.
         let state_parameter = state_parameter.unwrap_or_else(|| {
             format!(
                 "/migrate-once/{}/{}",
@@ -324,6 +389,7 @@ impl Fields<'_> {
             deployment,
             cluster,
             task_definition,
+            task_definition_from_service,
             container,
             command,
             environment,
@@ -340,6 +406,153 @@ impl Fields<'_> {
             max_auto_reruns: max_auto_reruns as u32,
             stop_on_pipeline_stop,
             wait_seconds,
+            images,
+            deploy,
+        })
+    }
+
+    /// `taskDefinition`: a non-empty string, or `{"fromService":"name"}`
+    /// (then the name is also returned as the first element).
+    fn task_definition(&mut self) -> (Option<String>, Option<String>) {
+        let Some((value, source)) = self.values.get("taskDefinition").cloned() else {
+            return (None, None);
+        };
+        let Value::Object(object) = &value else {
+            return (self.string("taskDefinition"), None);
+        };
+        for key in object.keys().filter(|k| *k != "fromService") {
+            self.problems.push(format!(
+                "`taskDefinition.{key}` ({source}) is not a known field; accepted: fromService"
+            ));
+        }
+        match object.get("fromService") {
+            Some(Value::String(s)) if !s.trim().is_empty() && object.len() == 1 => {
+                (Some(s.clone()), Some(s.clone()))
+            }
+            Some(Value::String(s)) if !s.trim().is_empty() => (None, None),
+            _ => {
+                self.wrong(
+                    "taskDefinition",
+                    "a family, family:revision or ARN, or {\"fromService\":\"service name\"}",
+                    &value,
+                );
+                (None, None)
+            }
+        }
+    }
+
+    fn images(&mut self) -> Images {
+        let Some((value, source)) = self.values.get("images").cloned() else {
+            return Images::Auto;
+        };
+        let expected = "\"auto\", false, or {\"artifact\":\"name\",\"file\":\"path\",\"from\":\"entry\"} (each optional)";
+        let object = match &value {
+            Value::String(s) if s == "auto" => return Images::Auto,
+            Value::Bool(false) => return Images::Off,
+            Value::Object(object) => object,
+            other => {
+                self.wrong("images", expected, other);
+                return Images::Auto;
+            }
+        };
+        let known = ["artifact", "file", "from"];
+        for key in object.keys().filter(|k| !known.contains(&k.as_str())) {
+            self.problems.push(format!(
+                "`images.{key}` ({source}) is not a known field; accepted: {}",
+                known.join(", ")
+            ));
+        }
+        let mut text = |key: &str| match object.get(key) {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(other) => {
+                self.problems.push(format!(
+                    "`images.{key}` ({source}): expected a non-empty string, found {}",
+                    shown(other)
+                ));
+                None
+            }
+        };
+        Images::Select {
+            artifact: text("artifact"),
+            file: text("file"),
+            from: text("from"),
+        }
+    }
+
+    fn deploy(&mut self) -> Option<Deploy> {
+        let (value, source) = self.values.get("deploy").cloned()?;
+        let Value::Object(object) = &value else {
+            self.wrong(
+                "deploy",
+                "{\"services\":[\"name\",..],\"timeoutSeconds\":60..82800}",
+                &value,
+            );
+            return None;
+        };
+        let mut ok = true;
+        let known = ["services", "timeoutSeconds"];
+        for key in object.keys().filter(|k| !known.contains(&k.as_str())) {
+            self.problems.push(format!(
+                "`deploy.{key}` ({source}) is not a known field; accepted: {}",
+                known.join(", ")
+            ));
+            ok = false;
+        }
+        let services: Option<Vec<String>> = match object.get("services") {
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .filter(|s| !s.trim().is_empty())
+                        .map(str::to_owned)
+                })
+                .collect(),
+            _ => None,
+        };
+        let services = match services {
+            Some(services) => {
+                let mut seen = std::collections::BTreeSet::new();
+                let duplicates: Vec<&str> = services
+                    .iter()
+                    .filter(|s| !seen.insert(s.as_str()))
+                    .map(String::as_str)
+                    .collect();
+                if !duplicates.is_empty() {
+                    self.problems.push(format!(
+                        "`deploy.services` ({source}) names {} more than once; each service is rolled once",
+                        duplicates.join(", ")
+                    ));
+                    ok = false;
+                }
+                services
+            }
+            None => {
+                self.problems.push(format!(
+                    "`deploy.services` ({source}): expected a non-empty array of service names, found {}",
+                    object.get("services").map(shown).unwrap_or_else(|| "nothing".into())
+                ));
+                ok = false;
+                Vec::new()
+            }
+        };
+        let timeout_seconds = match object.get("timeoutSeconds") {
+            None => 1800,
+            Some(v) => match v.as_u64().filter(|n| (60..=82_800).contains(n)) {
+                Some(n) => n,
+                None => {
+                    self.problems.push(format!(
+                        "`deploy.timeoutSeconds` ({source}): expected an integer from 60 to 82800, found {}",
+                        shown(v)
+                    ));
+                    ok = false;
+                    1800
+                }
+            },
+        };
+        ok.then_some(Deploy {
+            services,
+            timeout_seconds,
         })
     }
 
@@ -775,6 +988,171 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("`MIGRATE_ONCE_CLUSTR`"));
         assert_eq!(err.problems.len(), 1);
+    }
+
+    #[test]
+    fn task_definition_from_service() {
+        let config = resolve_with(
+            r#"{"cluster":"c","taskDefinition":{"fromService":"web"}}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.task_definition, "web");
+        assert_eq!(config.task_definition_from_service.as_deref(), Some("web"));
+        assert_eq!(config.state_parameter, "/migrate-once/c/web");
+        let config = resolve_with(
+            r#"{"cluster":"c"}"#,
+            &[("MIGRATE_ONCE_TASK_DEFINITION", r#"{"fromService":"api"}"#)],
+        )
+        .unwrap();
+        assert_eq!(config.task_definition_from_service.as_deref(), Some("api"));
+        let config = resolve_with(r#"{"cluster":"c","taskDefinition":"app:3"}"#, &[]).unwrap();
+        assert_eq!(config.task_definition_from_service, None);
+
+        for (bad, needle) in [
+            (
+                r#"{"fromService":""}"#,
+                "`taskDefinition` (UserParameters): expected",
+            ),
+            (
+                r#"{"fromService":"web","x":1}"#,
+                "`taskDefinition.x` (UserParameters) is not a known field",
+            ),
+            (r#"{"service":"web"}"#, "`taskDefinition.service`"),
+            (
+                "[]",
+                "`taskDefinition` (UserParameters): expected a non-empty string",
+            ),
+        ] {
+            let err = resolve_with(&format!(r#"{{"cluster":"c","taskDefinition":{bad}}}"#), &[])
+                .unwrap_err();
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
+            assert!(!err.to_string().contains("is required"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn images_shapes() {
+        let images = |user: &str, env: &[(&str, &str)]| {
+            resolve_with(
+                &format!(r#"{{"cluster":"c","taskDefinition":"t"{user}}}"#),
+                env,
+            )
+            .map(|c| c.images)
+        };
+        assert_eq!(images("", &[]), Ok(Images::Auto));
+        assert_eq!(images(r#","images":"auto""#, &[]), Ok(Images::Auto));
+        assert_eq!(images(r#","images":false"#, &[]), Ok(Images::Off));
+        assert_eq!(
+            images("", &[("MIGRATE_ONCE_IMAGES", "false")]),
+            Ok(Images::Off)
+        );
+        assert_eq!(
+            images("", &[("MIGRATE_ONCE_IMAGES", "auto")]),
+            Ok(Images::Auto)
+        );
+        assert_eq!(
+            images(
+                r#","images":{"from":"web"}"#,
+                &[("MIGRATE_ONCE_IMAGES", "false")]
+            ),
+            Ok(Images::Select {
+                artifact: None,
+                file: None,
+                from: Some("web".into())
+            })
+        );
+        assert_eq!(
+            images(
+                "",
+                &[(
+                    "MIGRATE_ONCE_IMAGES",
+                    r#"{"artifact":"BuildOutput","file":"out/imageDetail.json"}"#
+                )]
+            ),
+            Ok(Images::Select {
+                artifact: Some("BuildOutput".into()),
+                file: Some("out/imageDetail.json".into()),
+                from: None
+            })
+        );
+        let err = images(r#","images":{"artifact":1,"fle":"x","from":""}"#, &[]).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        for needle in [
+            "`images.fle` (UserParameters) is not a known field; accepted: artifact, file, from",
+            "`images.artifact` (UserParameters): expected a non-empty string, found 1",
+            "`images.from` (UserParameters): expected a non-empty string, found \"\"",
+        ] {
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+        }
+        for bad in [r#""manual""#, "true", "[]"] {
+            let err = images(&format!(r#","images":{bad}"#), &[]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("`images` (UserParameters): expected \"auto\", false"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn deploy_shapes() {
+        let deploy = |value: &str| {
+            resolve_with(
+                &format!(r#"{{"cluster":"c","taskDefinition":"t","deploy":{value}}}"#),
+                &[],
+            )
+            .map(|c| c.deploy)
+        };
+        assert_eq!(
+            deploy(r#"{"services":["web","worker"]}"#),
+            Ok(Some(Deploy {
+                services: vec!["web".into(), "worker".into()],
+                timeout_seconds: 1800
+            }))
+        );
+        assert_eq!(
+            deploy(r#"{"services":["web"],"timeoutSeconds":60}"#)
+                .map(|d| d.map(|d| d.timeout_seconds)),
+            Ok(Some(60))
+        );
+        let config = resolve_with(
+            r#"{"cluster":"c","taskDefinition":"t"}"#,
+            &[(
+                "MIGRATE_ONCE_DEPLOY",
+                r#"{"services":["api"],"timeoutSeconds":82800}"#,
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            config.deploy.map(|d| d.services),
+            Some(vec!["api".to_owned()])
+        );
+
+        let err =
+            deploy(r#"{"services":["web","web",""],"timeoutSeconds":59,"wait":true}"#).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "`deploy.wait` (UserParameters) is not a known field",
+            "`deploy.services` (UserParameters): expected a non-empty array of service names",
+            "`deploy.timeoutSeconds` (UserParameters): expected an integer from 60 to 82800, found 59",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert_eq!(err.problems.len(), 3, "{text}");
+        let err = deploy(r#"{"services":["web","worker","web"]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("names web more than once"),
+            "{err}"
+        );
+        for bad in [
+            r#"{"services":[]}"#,
+            r#"{}"#,
+            r#"["web"]"#,
+            r#"{"services":"web"}"#,
+        ] {
+            assert!(deploy(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //!
 //! Own serde types rather than `aws_lambda_events`: those reject a job event
 //! without artifacts or credentials, which CodePipeline and SAM's sample do
-//! send. Unknown fields are ignored. `artifactCredentials` are not even
-//! parsed, so they cannot end up in a log line.
+//! send. Unknown fields are ignored, and so are input artifacts and
+//! credentials of an unexpected shape (they only matter when images are read
+//! from an artifact, which then says what is missing). `artifactCredentials`
+//! are kept in a type whose `Debug` hides the secret key and session token,
+//! so they cannot end up in a log line.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +42,88 @@ pub struct JobData {
     pub action_configuration: ActionConfiguration,
     #[serde(default)]
     pub continuation_token: Option<String>,
+    /// The action's input artifacts, in the pipeline's order.
+    #[serde(default, deserialize_with = "lenient_artifacts")]
+    pub input_artifacts: Vec<InputArtifact>,
+    /// Temporary credentials for reading the input artifacts (the pipeline's
+    /// artifact store, often KMS-encrypted), never the function's own role.
+    #[serde(default, deserialize_with = "lenient_credentials")]
+    pub artifact_credentials: Option<ArtifactCredentials>,
+}
+
+/// One input artifact: its name and where its ZIP lies in S3.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputArtifact {
+    /// The artifact name the pipeline gave it (`BuildOutput`).
+    pub name: String,
+    /// `location.s3Location.bucketName`.
+    pub bucket: Option<String>,
+    /// `location.s3Location.objectKey`.
+    pub key: Option<String>,
+}
+
+/// The job's `artifactCredentials`. `Debug` shows the access key id only:
+/// the secret and session token must never reach a log line or a message.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ArtifactCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for ArtifactCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "** redacted **"),
+            )
+            .finish()
+    }
+}
+
+fn text_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// `inputArtifacts[]`, keeping whatever entries have a name; never an error.
+fn lenient_artifacts<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<InputArtifact>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let location = ["location", "s3Location"];
+            let at = |key: &str| text_at(item, &[location[0], location[1], key]).map(str::to_owned);
+            Some(InputArtifact {
+                name: text_at(item, &["name"])?.to_owned(),
+                bucket: at("bucketName"),
+                key: at("objectKey"),
+            })
+        })
+        .collect())
+}
+
+/// `artifactCredentials`, when both keys are present; never an error.
+fn lenient_credentials<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ArtifactCredentials>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let credentials = || {
+        Some(ArtifactCredentials {
+            access_key_id: text_at(&value, &["accessKeyId"])?.to_owned(),
+            secret_access_key: text_at(&value, &["secretAccessKey"])?.to_owned(),
+            session_token: text_at(&value, &["sessionToken"]).map(str::to_owned),
+        })
+    };
+    Ok(credentials())
 }
 
 /// The action's configuration: `FunctionName`, `UserParameters`.
@@ -165,6 +250,56 @@ mod tests {
         assert_eq!(job.user_parameters(), Some("{}"));
         assert_eq!(job.data.continuation_token.as_deref(), Some("tok"));
         assert!(!format!("{job:?}").contains("secretAccessKey"));
+        assert_eq!(job.data.artifact_credentials, None, "no access key id");
+    }
+
+    #[test]
+    fn input_artifacts_and_credentials() {
+        let event = load(include_str!("../events/job-with-artifacts.json")).unwrap();
+        let Event::Job(job) = event else { panic!() };
+        assert_eq!(
+            job.data.input_artifacts,
+            vec![
+                InputArtifact {
+                    name: "SourceOutput".into(),
+                    bucket: Some("codepipeline-us-east-1-123".into()),
+                    key: Some("app-pipeline/SourceOutp/Xyz12Ab".into()),
+                },
+                InputArtifact {
+                    name: "BuildOutput".into(),
+                    bucket: Some("codepipeline-us-east-1-123".into()),
+                    key: Some("app-pipeline/BuildOutpu/Kq9ZpL0".into()),
+                },
+            ]
+        );
+        let credentials = job.data.artifact_credentials.clone().unwrap();
+        assert_eq!(credentials.access_key_id, "ASIAEXAMPLEARTIFACT");
+        assert_eq!(credentials.secret_access_key, "SECRET-wJalrXUtnFEMI");
+        assert_eq!(
+            credentials.session_token.as_deref(),
+            Some("TOKEN-IQoJb3JpZ2lu")
+        );
+        let shown = format!("{job:?} {job:#?} {credentials:?}");
+        assert!(shown.contains("ASIAEXAMPLEARTIFACT"), "{shown}");
+        for secret in ["SECRET-wJalrXUtnFEMI", "TOKEN-IQoJb3JpZ2lu"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn odd_artifact_shapes_are_ignored_not_fatal() {
+        for data in [
+            r#"{"inputArtifacts":{"name":"x"},"artifactCredentials":"nope"}"#,
+            r#"{"inputArtifacts":[{"name":"A"},{"location":{}},7,{"name":"B","location":{"s3Location":{"bucketName":1}}}],"artifactCredentials":{"accessKeyId":"a"}}"#,
+        ] {
+            let event = load(&format!(
+                r#"{{"CodePipeline.job":{{"id":"j","data":{data}}}}}"#
+            ))
+            .unwrap();
+            let Event::Job(job) = event else { panic!() };
+            assert_eq!(job.data.artifact_credentials, None);
+            assert!(job.data.input_artifacts.iter().all(|a| a.bucket.is_none()));
+        }
     }
 
     #[test]

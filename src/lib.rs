@@ -5,6 +5,8 @@
 //!
 //! - [`event`]: the events the function accepts, parsed leniently.
 //! - [`config`]: UserParameters merged over `MIGRATE_ONCE_*` defaults.
+//! - [`artifact`]: the images the pipeline deploys, read from its input artifact.
+//! - [`revision`]: the task definition revision that runs those images.
 //! - [`job`]: a CodePipeline job from event to report — the state machine
 //!   ([`job::plan`]: who may start an attempt; `start`, `watch`, `text`).
 //! - [`rerun`]: EventBridge-driven reruns and stops.
@@ -23,6 +25,7 @@
 //! - [`claim`]: `migrate-once claim`, the instance-side once-per-reset claim (§8).
 
 pub mod claim;
+pub mod artifact;
 pub mod config;
 pub mod event;
 pub mod failure;
@@ -34,6 +37,7 @@ pub mod logs;
 pub mod outcome;
 pub mod report;
 pub mod rerun;
+pub mod revision;
 pub mod state;
 pub mod task;
 pub mod token;
@@ -55,6 +59,9 @@ pub struct Clients {
     pub pipeline: aws_sdk_codepipeline::Client,
     /// CloudWatch Logs, to quote a failed migration's last lines.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// S3, to read the input artifact; each request carries the job's
+    /// artifact credentials (see [`artifact::read_object`]).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -65,6 +72,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             pipeline: aws_sdk_codepipeline::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            s3: artifact::s3_client(sdk),
         }
     }
 }

@@ -331,11 +331,14 @@ impl World {
             },
         );
         let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &[&events]);
+        // No job here carries input artifacts: S3 is never called.
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]);
         Clients {
             ssm,
             ecs,
             pipeline,
             logs,
+            s3,
         }
     }
 

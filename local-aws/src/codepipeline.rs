@@ -368,7 +368,7 @@ impl CodePipeline {
                 "pipelineArn": self.pipeline_arn(),
                 "pipelineExecutionId": job.execution_id,
             },
-            "inputArtifacts": [],
+            "inputArtifacts": crate::s3::input_artifacts(&self.scenario),
             "outputArtifacts": [],
         });
         if let Some(t) = &job.continuation_token {

@@ -82,6 +82,38 @@ fn definition_arn(td: &TaskDefinitionSpec) -> String {
     )
 }
 
+fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Value {
+    Value::Array(
+        tags.iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect(),
+    )
+}
+
+/// One revision of a task definition family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// Task definition ARN.
+    pub arn: String,
+    /// Container name → image.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// Tags.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Made by `RegisterTaskDefinition` (not by the scenario).
+    pub registered: bool,
+}
+
+/// What one task ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RanTask {
+    /// Task ARN.
+    pub arn: String,
+    /// The task definition revision it ran.
+    pub task_definition_arn: String,
+    /// Container name → image.
+    pub images: std::collections::BTreeMap<String, String>,
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::client("InvalidParameterException", message)
 }
@@ -137,6 +169,7 @@ impl Ecs {
         let i = Input(input);
         match operation {
             "DescribeTaskDefinition" => self.describe_task_definition(i),
+            "RegisterTaskDefinition" => self.register_task_definition(input),
             "DescribeServices" => self.describe_services(i),
             "RunTask" => self.run_task(input, job_id),
             "DescribeTasks" => self.describe_tasks(i),
@@ -185,6 +218,26 @@ impl Ecs {
     }
 
     fn definition_json(&self, td: &TaskDefinitionSpec) -> Value {
+        if let Some(request) = &td.registered {
+            let mut v = request.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("tags");
+                o.insert("taskDefinitionArn".into(), json!(definition_arn(td)));
+                o.insert("revision".into(), json!(td.revision));
+                o.insert("status".into(), json!("ACTIVE"));
+                o.insert("networkMode".into(), json!(td.network_mode));
+                o.insert("compatibilities".into(), json!(["EC2", "FARGATE"]));
+                o.insert("requiresAttributes".into(), json!([]));
+                o.insert("registeredAt".into(), epoch(SystemTime::now()));
+                o.insert(
+                    "registeredBy".into(),
+                    json!(format!(
+                        "arn:aws:sts::{ACCOUNT}:assumed-role/migrate-once-role/migrate-once"
+                    )),
+                );
+            }
+            return v;
+        }
         let containers: Vec<Value> = td
             .containers
             .iter()
@@ -253,9 +306,146 @@ impl Ecs {
         })?;
         let mut answer = json!({ "taskDefinition": self.definition_json(td) });
         if i.str_list("include")?.iter().any(|x| x == "TAGS") {
-            answer["tags"] = json!([]);
+            answer["tags"] = tags_json(&td.tags);
         }
         Ok(answer)
+    }
+
+    /// A new revision of the request's family (1 for a new family), its
+    /// tags kept; `DescribeTaskDefinition` echoes the request.
+    fn register_task_definition(&mut self, body: &Value) -> OpResult {
+        let i = Input(body);
+        let family = i.str("family")?.to_string();
+        if family.is_empty()
+            || family.len() > 255
+            || !family
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(invalid(
+                "Family must be 1 to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
+            ));
+        }
+        let Some(Value::Array(containers)) = i.value("containerDefinitions") else {
+            return Err(invalid("Container definitions cannot be empty."));
+        };
+        if containers.is_empty() {
+            return Err(invalid("Container definitions cannot be empty."));
+        }
+        let mut specs = Vec::new();
+        for c in containers {
+            let c = Input(c);
+            let name = c.str("name")?.to_string();
+            let image = c.str("image")?.to_string();
+            if specs
+                .iter()
+                .any(|s: &crate::scenario::ContainerSpec| s.name == name)
+            {
+                return Err(invalid(format!("Duplicate container name {name}.")));
+            }
+            let options = c
+                .opt_struct("logConfiguration")?
+                .and_then(|l| l.value("options").cloned());
+            let option = |key: &str| {
+                options
+                    .as_ref()
+                    .and_then(|o| o.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            specs.push(crate::scenario::ContainerSpec {
+                name,
+                image,
+                essential: c.opt_bool("essential")?.unwrap_or(true),
+                command: match c.value("command") {
+                    Some(_) => Some(c.str_list("command")?),
+                    None => None,
+                },
+                log_group: option("awslogs-group"),
+                log_stream_prefix: option("awslogs-stream-prefix"),
+            });
+        }
+        let mut tags = std::collections::BTreeMap::new();
+        if let Some(Value::Array(list)) = i.value("tags") {
+            for tag in list {
+                let key = Input(tag).str("key")?;
+                let value = Input(tag).opt_str("value")?.unwrap_or("");
+                if key.to_ascii_lowercase().starts_with("aws:") {
+                    return Err(invalid("Tag keys starting with aws: are reserved."));
+                }
+                tags.insert(key.to_string(), value.to_string());
+            }
+        }
+        let revision = self
+            .definitions
+            .iter()
+            .filter(|d| d.family == family)
+            .map(|d| d.revision)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let text = |field: &str, default: &str| -> Result<String, ApiError> {
+            Ok(i.opt_str(field)?.unwrap_or(default).to_string())
+        };
+        let td = TaskDefinitionSpec {
+            family,
+            revision,
+            network_mode: text("networkMode", "bridge")?,
+            cpu: text("cpu", "")?,
+            memory: text("memory", "")?,
+            task_role_arn: i.opt_str("taskRoleArn")?.map(str::to_string),
+            execution_role_arn: i.opt_str("executionRoleArn")?.map(str::to_string),
+            requires_compatibilities: i.str_list("requiresCompatibilities")?,
+            containers: specs,
+            tags,
+            registered: Some(body.clone()),
+        };
+        let answer = json!({
+            "taskDefinition": self.definition_json(&td),
+            "tags": tags_json(&td.tags),
+        });
+        self.definitions.push(td);
+        Ok(answer)
+    }
+
+    /// Every revision of a family, oldest first: ARN, images per container
+    /// and tags.
+    pub fn revisions(&self, family: &str) -> Vec<Revision> {
+        let mut revisions: Vec<Revision> = self
+            .definitions
+            .iter()
+            .filter(|d| d.family == family)
+            .map(|d| Revision {
+                arn: definition_arn(d),
+                images: d
+                    .containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.image.clone()))
+                    .collect(),
+                tags: d.tags.clone(),
+                registered: d.registered.is_some(),
+            })
+            .collect();
+        revisions.sort_by_key(|r| r.arn.rsplit(':').next().and_then(|n| n.parse::<u32>().ok()));
+        revisions
+    }
+
+    /// What each task RunTask created ran: its task definition ARN and the
+    /// image of each container.
+    pub fn tasks_run(&self) -> Vec<RanTask> {
+        self.tasks
+            .iter()
+            .map(|t| RanTask {
+                arn: t.arn.clone(),
+                task_definition_arn: t.definition_arn.clone(),
+                images: t
+                    .definition
+                    .containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.image.clone()))
+                    .collect(),
+            })
+            .collect()
     }
 
     fn service_json(&self, s: &ServiceSpec) -> Value {
@@ -682,6 +872,82 @@ mod tests {
         let last = d(&mut e);
         assert_eq!(last["tasks"][0]["stopCode"], "UserInitiated");
         assert_eq!(last["tasks"][0]["containers"][0]["exitCode"], 137);
+    }
+
+    #[test]
+    fn registration_makes_a_new_revision_per_call_and_keeps_tags() {
+        let mut e = ecs(json!([]));
+        let request = json!({
+            "family": "app-migrate", "networkMode": "awsvpc", "cpu": "512", "memory": "1024",
+            "requiresCompatibilities": ["FARGATE"],
+            "volumes": [{"name": "scratch"}],
+            "containerDefinitions": [{"name": "app", "image": "r/app:2", "essential": true,
+                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/app", "awslogs-stream-prefix": "migrate"}}}],
+            "tags": [{"key": "migrate-once:deployment", "value": "d1"}],
+        });
+        let first = e.handle("RegisterTaskDefinition", &request, None).unwrap();
+        assert_eq!(first["taskDefinition"]["revision"], 4);
+        assert_eq!(first["tags"][0]["value"], "d1");
+        let second = e.handle("RegisterTaskDefinition", &request, None).unwrap();
+        assert_eq!(
+            second["taskDefinition"]["taskDefinitionArn"],
+            format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/app-migrate:5")
+        );
+        let described = e
+            .handle(
+                "DescribeTaskDefinition",
+                &json!({"taskDefinition": "app-migrate:4", "include": ["TAGS"]}),
+                None,
+            )
+            .unwrap();
+        assert_eq!(described["taskDefinition"]["volumes"][0]["name"], "scratch");
+        assert_eq!(
+            described["taskDefinition"]["containerDefinitions"][0]["image"],
+            "r/app:2"
+        );
+        assert_eq!(described["taskDefinition"]["memory"], "1024");
+        assert_eq!(
+            described["tags"],
+            json!([{"key": "migrate-once:deployment", "value": "d1"}])
+        );
+        assert!(described["taskDefinition"].get("tags").is_none());
+        let latest = e
+            .handle(
+                "DescribeTaskDefinition",
+                &json!({"taskDefinition": "app-migrate"}),
+                None,
+            )
+            .unwrap();
+        assert_eq!(latest["taskDefinition"]["revision"], 5);
+        let revisions = e.revisions("app-migrate");
+        assert_eq!(revisions.len(), 3);
+        assert!(!revisions[0].registered && revisions[2].registered);
+        assert_eq!(revisions[1].images["app"], "r/app:2");
+
+        let mut run = run("tok", "m");
+        run["taskDefinition"] = json!("app-migrate:4");
+        e.handle("RunTask", &run, None).unwrap();
+        let ran = e.tasks_run();
+        assert_eq!(ran[0].task_definition_arn, revisions[1].arn);
+        assert_eq!(ran[0].images["app"], "r/app:2");
+
+        for (bad, needle) in [
+            (
+                json!({"family": "x", "containerDefinitions": []}),
+                "cannot be empty",
+            ),
+            (
+                json!({"family": "x y", "containerDefinitions": [{"name": "a", "image": "i"}]}),
+                "Family",
+            ),
+            (
+                json!({"family": "x", "containerDefinitions": [{"name": "a", "image": "i"}], "tags": [{"key": "aws:x", "value": "v"}]}),
+                "reserved",
+            ),
+        ] {
+            let err = e.handle("RegisterTaskDefinition", &bad, None).unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {err:?}");
+        }
     }
 
     #[test]

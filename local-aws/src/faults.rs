@@ -21,6 +21,8 @@ pub enum Service {
     CodePipeline,
     /// CloudWatch Logs (the migration's `awslogs` streams).
     Logs,
+    /// S3 (the pipeline's artifact store; REST, not awsJson).
+    S3,
 }
 
 impl Service {
@@ -42,6 +44,7 @@ impl Service {
             Service::Ecs => "ecs",
             Service::CodePipeline => "codepipeline",
             Service::Logs => "logs",
+            Service::S3 => "s3",
         }
     }
 
@@ -52,6 +55,7 @@ impl Service {
             Service::Ecs => "ServerException",
             Service::CodePipeline => "InternalFailure",
             Service::Logs => "ServiceUnavailableException",
+            Service::S3 => "InternalError",
         }
     }
 }
@@ -63,6 +67,7 @@ impl std::fmt::Display for Service {
             Service::Ecs => "ECS",
             Service::CodePipeline => "CodePipeline",
             Service::Logs => "CloudWatch Logs",
+            Service::S3 => "S3",
         })
     }
 }

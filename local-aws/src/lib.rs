@@ -57,6 +57,7 @@ pub mod pipeline_driver;
 pub mod quota;
 pub mod record;
 pub(crate) mod runtime_api;
+pub mod s3;
 pub mod scenario;
 pub mod server;
 pub mod ssm;

@@ -150,7 +150,7 @@ impl PipelineDriver {
                 "FunctionName": self.world.scenario.function.name,
                 "UserParameters": job.user_parameters,
             }},
-            "inputArtifacts": [],
+            "inputArtifacts": crate::s3::input_artifacts(&self.world.scenario),
             "outputArtifacts": [],
             "artifactCredentials": {
                 "accessKeyId": ARTIFACT_ACCESS_KEY_ID,

@@ -68,6 +68,58 @@ pub struct Scenario {
     /// one account), overriding `userParameters`.
     #[serde(default)]
     pub execution_user_parameters: BTreeMap<String, UserParameters>,
+    /// The action's input artifacts, in order: ZIPs in the artifact store
+    /// (S3), named in every job event with the job's artifact credentials.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactSpec>,
+}
+
+/// One input artifact of the action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// Artifact name, e.g. `BuildOutput`.
+    pub name: String,
+    /// Files of the ZIP: path → content (a string verbatim, anything else
+    /// as its JSON text).
+    #[serde(default)]
+    pub files: BTreeMap<String, Value>,
+    /// Pads a file of `files` with trailing spaces to this many bytes (still
+    /// valid JSON), to test the size limit.
+    #[serde(default)]
+    pub pad_to: BTreeMap<String, usize>,
+    /// The object's content verbatim instead of a ZIP (a corrupt artifact).
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// Encrypted with the artifact store's KMS key (SSE-KMS) [true].
+    #[serde(default = "yes")]
+    pub kms: bool,
+}
+
+impl ArtifactSpec {
+    /// The object's bytes: `raw`, or a ZIP of `files`.
+    pub fn content(&self) -> Vec<u8> {
+        if let Some(raw) = &self.raw {
+            return raw.as_bytes().to_vec();
+        }
+        let files: Vec<(String, Vec<u8>)> = self
+            .files
+            .iter()
+            .map(|(path, value)| {
+                let mut text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if let Some(&size) = self.pad_to.get(path) {
+                    while text.len() < size {
+                        text.push(' ');
+                    }
+                }
+                (path.clone(), text.into_bytes())
+            })
+            .collect();
+        crate::s3::zip_files(&files)
+    }
 }
 
 /// The pipeline around the action.
@@ -240,6 +292,13 @@ pub struct TaskDefinitionSpec {
     pub requires_compatibilities: Vec<String>,
     /// The containers.
     pub containers: Vec<ContainerSpec>,
+    /// Tags (`DescribeTaskDefinition` with `include: ["TAGS"]`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// For a revision made by `RegisterTaskDefinition`: the request as sent,
+    /// which `DescribeTaskDefinition` echoes.
+    #[serde(skip)]
+    pub registered: Option<Value>,
 }
 
 fn one() -> u32 {
@@ -596,6 +655,23 @@ impl Scenario {
                 problems.push(format!(
                     "fault on {}: calls must be a list of numbers or \"all\", found {k:?}",
                     rule.operation
+                ));
+            }
+        }
+        for (i, a) in self.artifacts.iter().enumerate() {
+            if self.artifacts[..i].iter().any(|b| b.name == a.name) {
+                problems.push(format!("artifact {} is named twice", a.name));
+            }
+            if a.raw.is_some() && !a.files.is_empty() {
+                problems.push(format!(
+                    "artifact {}: `raw` and `files` are exclusive",
+                    a.name
+                ));
+            }
+            for path in a.pad_to.keys().filter(|p| !a.files.contains_key(*p)) {
+                problems.push(format!(
+                    "artifact {}: padTo names {path}, which is not in files",
+                    a.name
                 ));
             }
         }

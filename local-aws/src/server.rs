@@ -55,6 +55,7 @@ pub(crate) fn json_response(status: u16, body: &Value, headers: &[(&str, &str)])
 impl Router {
     async fn route(self, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
         let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
         let method = req.method().clone();
         let headers = req.headers().clone();
         let body = match req.into_body().collect().await {
@@ -85,6 +86,31 @@ impl Router {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
+        if header("x-amz-target").is_none()
+            && (method == hyper::Method::GET || method == hyper::Method::HEAD)
+        {
+            let request = crate::s3::S3Request {
+                method: method.to_string(),
+                path: path.clone(),
+                query: query.unwrap_or_default(),
+                headers: headers
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect(),
+            };
+            let reply = self.world.s3_call(&request, header("x-amzn-trace-id"));
+            let mut builder = Response::builder()
+                .status(
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                )
+                .header("x-amz-request-id", crate::ids::hex32());
+            for (k, v) in &reply.headers {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
+            return Ok(builder
+                .body(Full::new(Bytes::from(reply.body)))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))));
+        }
         let Some(target) = header("x-amz-target") else {
             return Ok(json_response(
                 400,
@@ -277,6 +303,23 @@ impl LocalAws {
             1,
             continuation_token.map(str::to_string),
         );
+    }
+
+    /// What each task `RunTask` created ran: task definition ARN and the
+    /// image of each container.
+    pub fn tasks_run(&self) -> Vec<crate::ecs::RanTask> {
+        lock(&self.world.ecs).tasks_run()
+    }
+
+    /// Every revision of a task definition family, oldest first (those the
+    /// scenario made and those `RegisterTaskDefinition` added).
+    pub fn revisions(&self, family: &str) -> Vec<crate::ecs::Revision> {
+        lock(&self.world.ecs).revisions(family)
+    }
+
+    /// The artifact store's objects (one per scenario artifact).
+    pub fn artifacts(&self) -> Vec<crate::s3::Object> {
+        self.world.s3.objects().to_vec()
     }
 
     /// How many tasks `RunTask` has created.

@@ -40,6 +40,8 @@ pub(crate) struct World {
     pub ssm: Mutex<Ssm>,
     pub ecs: Mutex<Ecs>,
     pub pipeline: Mutex<CodePipeline>,
+    /// The artifact store (read-only once built).
+    pub s3: crate::s3::S3,
     pub faults: Mutex<Faults>,
     pub recorder: Recorder,
     /// Bumped after every successful CodePipeline call, so the pipeline
@@ -62,6 +64,7 @@ impl World {
         World {
             ecs: Mutex::new(Ecs::new(&scenario)),
             pipeline: Mutex::new(CodePipeline::new(&scenario, origin)),
+            s3: crate::s3::S3::new(&scenario),
             faults: Mutex::new(Faults::new(scenario.faults.clone())),
             ssm: Mutex::new(ssm),
             recorder: Recorder::new(origin),
@@ -91,6 +94,10 @@ impl World {
                 &self.scenario.task_definitions,
                 lock(&self.ecs).tasks(),
             ),
+            Service::S3 => Err(ApiError::client(
+                "InvalidRequest",
+                "S3 speaks REST, not awsJson",
+            )),
         }
     }
 
@@ -191,6 +198,70 @@ impl World {
             }
         }
         answer
+    }
+}
+
+impl World {
+    /// Handles one S3 REST request end to end: faults (on `GetObject`),
+    /// the answer, and the call log (bucket, key and access key id only —
+    /// never a secret).
+    pub fn s3_call(
+        &self,
+        request: &crate::s3::S3Request,
+        trace_id: Option<String>,
+    ) -> crate::s3::S3Reply {
+        let operation = if request.method == "GET" {
+            "GetObject"
+        } else {
+            "S3"
+        };
+        let (call_number, fault) = lock(&self.faults).on_call(operation);
+        let reply = match fault {
+            Some(f) if f != Fault::Crash => {
+                let mut e = fault_error(f, Service::S3, operation);
+                if f == Fault::AccessDenied {
+                    e.code = "AccessDenied".into();
+                    e.status = 403;
+                }
+                crate::s3::error_reply(e)
+            }
+            _ => self.s3.handle(request),
+        };
+        let access_key = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .and_then(|(_, v)| v.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let job_id = trace_id
+            .as_deref()
+            .and_then(|t| self.recorder.job_for_trace(t));
+        if self.echo {
+            eprintln!(
+                "[local-aws {:>8.3}s] S3 {operation}#{call_number} {} → {}",
+                self.origin.elapsed().as_secs_f64(),
+                request.path,
+                reply.status
+            );
+        }
+        self.recorder.push_call(CallRecord {
+            seq: 0,
+            at: self.recorder.elapsed(),
+            wall: SystemTime::now(),
+            service: Service::S3,
+            operation: operation.to_string(),
+            call_number,
+            request: json!({"path": request.path, "accessKeyId": access_key}),
+            status: reply.status,
+            error: reply.error.as_ref().map(|e| e.code.clone()),
+            error_message: reply.error.as_ref().map(|e| e.message.clone()),
+            fault: fault.map(|f| format!("{f:?}")),
+            trace_id,
+            job_id,
+        });
+        reply
     }
 }
 
