@@ -695,7 +695,14 @@ mod tests {
         let old = deployment("ecs-svc/1", "ACTIVE", "COMPLETED", 4);
         let both = pairs(&[("web", "ecs-svc/2"), ("worker", "ecs-svc/9")]);
         let web_only = pairs(&[("web", "ecs-svc/2")]);
-        let cases: Vec<(&str, &[(String, String)], Vec<ServiceView>, u64, &str)> = vec![
+        type Case<'a> = (
+            &'a str,
+            &'a [(String, String)],
+            Vec<ServiceView>,
+            u64,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "in progress",
                 &web_only,

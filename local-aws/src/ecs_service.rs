@@ -336,31 +336,31 @@ impl Service {
 
     /// Applies every step that is due.
     fn advance(&mut self, observed: bool) {
-        for index in 0..self.deployments.len() {
-            let Some(script) = self
+        let scripted: Vec<String> = self
+            .deployments
+            .iter()
+            .filter(|d| d.script.is_some())
+            .map(|d| d.id.clone())
+            .collect();
+        for id in scripted {
+            let mut due = None;
+            while let Some(script) = self
                 .deployments
-                .get_mut(index)
+                .iter_mut()
+                .find(|d| d.id == id)
                 .and_then(|d| d.script.as_mut())
-            else {
-                continue;
-            };
-            if observed {
-                script.observations += 1;
-            }
-            let due = match script.spec.step_millis {
-                Some(ms) if ms > 0 => (script.started.elapsed().as_millis() / ms as u128) as u32,
-                _ => script.observations,
-            };
-            let id = self.deployments[index].id.clone();
-            loop {
-                let Some(script) = self
-                    .deployments
-                    .iter_mut()
-                    .find(|d| d.id == id)
-                    .and_then(|d| d.script.as_mut())
-                else {
-                    break;
-                };
+            {
+                let due = *due.get_or_insert_with(|| {
+                    if observed {
+                        script.observations += 1;
+                    }
+                    match script.spec.step_millis {
+                        Some(ms) if ms > 0 => {
+                            (script.started.elapsed().as_millis() / u128::from(ms)) as u32
+                        }
+                        _ => script.observations,
+                    }
+                });
                 if script.applied >= due {
                     break;
                 }
