@@ -431,7 +431,16 @@ pub fn plan_roll(
             deployment_id: id.clone(),
             running: deployment.running_count,
             desired: deployment.desired_count,
-            completed: deployment.rollout_state.as_deref() == Some("COMPLETED"),
+            completed: match deployment.rollout_state.as_deref() {
+                Some(state) => state == "COMPLETED",
+                // ECS reports no rolloutState for a service behind a Classic
+                // Load Balancer: steady state is then the only deployment
+                // left, running what it wants (as `services-stable` says).
+                None => {
+                    view.deployments.len() == 1
+                        && deployment.running_count == deployment.desired_count
+                }
+            },
         });
     }
     if progress.iter().all(|p| p.completed) {
@@ -466,6 +475,28 @@ pub fn plan_roll(
         progress,
         percent: percent.clamp(0, 99),
     }
+}
+
+/// The deployment an `UpdateService` of ours started, found again after a
+/// crash between the call and recording its answer: the newest deployment
+/// of the service created at or after `since` (epoch seconds; pass the
+/// claim's time less a few seconds of clock skew). `None`: no deployment
+/// was started since, so the claimed update never reached ECS.
+///
+/// Only sound because the claim guarantees no other invocation of this run
+/// updates the service; a deployment someone else started in the same
+/// seconds would be taken for ours (and then followed, which is what the
+/// pipeline wants to know about anyway).
+pub fn deployment_since(view: &ServiceView, since: f64) -> Option<String> {
+    view.deployments
+        .iter()
+        .filter(|d| d.created_at.is_some_and(|at| at >= since))
+        .max_by(|a, b| {
+            a.created_at
+                .unwrap_or(0.0)
+                .total_cmp(&b.created_at.unwrap_or(0.0))
+        })
+        .map(|d| d.id.clone())
 }
 
 /// The output variable name for a service's deployment id:
@@ -833,6 +864,60 @@ mod tests {
         for (name, followed, views, now, expected) in cases {
             let plan = plan_roll(followed, &views, 0, now, 600);
             assert_eq!(short(&plan), expected, "{name}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_rollout_state_steady_means_alone_and_full() {
+        let bare = |id: &str, status: &str, running: i32| DeploymentView {
+            rollout_state: None,
+            ..deployment(id, status, "", running)
+        };
+        let followed = pairs(&[("web", "ecs-svc/2")]);
+        let cases = [
+            (vec![bare("ecs-svc/2", "PRIMARY", 4)], "done"),
+            (vec![bare("ecs-svc/2", "PRIMARY", 3)], "wait 75"),
+            (
+                vec![
+                    bare("ecs-svc/2", "PRIMARY", 4),
+                    bare("ecs-svc/1", "ACTIVE", 1),
+                ],
+                "wait 99",
+            ),
+        ];
+        for (deployments, expected) in cases {
+            let plan = plan_roll(&followed, &[view("web", deployments)], 0, 1, 60);
+            assert_eq!(short(&plan), expected, "{plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_deployment_started_since_the_claim_is_found_again() {
+        let at = |id: &str, created: Option<f64>| DeploymentView {
+            created_at: created,
+            ..deployment(id, "ACTIVE", "COMPLETED", 4)
+        };
+        let cases = [
+            (vec![at("ecs-svc/1", Some(90.0))], None),
+            (
+                vec![at("ecs-svc/2", Some(101.0)), at("ecs-svc/1", Some(90.0))],
+                Some("ecs-svc/2"),
+            ),
+            (
+                vec![
+                    at("ecs-svc/1", Some(90.0)),
+                    at("ecs-svc/2", Some(100.0)),
+                    at("ecs-svc/3", Some(105.0)),
+                ],
+                Some("ecs-svc/3"),
+            ),
+            (vec![at("ecs-svc/9", None)], None),
+        ];
+        for (deployments, expected) in cases {
+            assert_eq!(
+                deployment_since(&view("web", deployments), 100.0).as_deref(),
+                expected
+            );
         }
     }
 

@@ -314,3 +314,26 @@ async fn an_unknown_service_is_a_configuration_error() {
     );
     assert!(err.to_string().contains("service `api`"), "{err}");
 }
+
+#[tokio::test]
+async fn the_deployment_is_found_again_after_a_crash_before_its_id_was_recorded() {
+    let (aws, ecs) = world(json!([{"name": "web"}])).await;
+    let claimed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let since = claimed_at - 5.0;
+    let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
+    assert_eq!(
+        roll::deployment_since(&views[0], since),
+        None,
+        "no update yet"
+    );
+    let id = roll::update(&ecs, &UpdateSpec::new("app", "web", None))
+        .await
+        .unwrap();
+    // ...the invocation dies here; the next one looks instead of updating.
+    let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
+    assert_eq!(roll::deployment_since(&views[0], since), Some(id));
+    assert_eq!(aws.calls_of("UpdateService").len(), 1);
+}
