@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use aws_smithy_types::date_time::{DateTime, Format};
 use sha2::{Digest, Sha256};
@@ -75,9 +76,14 @@ pub fn service_name(reference: &str) -> &str {
 /// Sends one `UpdateService` and returns the id of the deployment it
 /// started (the service's `PRIMARY` deployment in the answer).
 ///
-/// Not idempotent — every call starts a deployment — so the caller claims
-/// it first. A service that does not exist or is not `ACTIVE`, or that
-/// does not use ECS rolling deployments (no `PRIMARY` deployment), is a
+/// Not idempotent — every call starts a deployment, and ECS takes no
+/// client token for it — so the caller claims it first, and this call is
+/// sent **once**, without the SDK's retries: a 5xx or timeout after ECS
+/// applied it, retried, would start a second deployment. So
+/// [`Failure::Unavailable`] here means *unknown*: the update may have
+/// happened. Look ([`describe`] + [`deployment_since`]) before sending it
+/// again. A service that does not exist or is not `ACTIVE`, or that does
+/// not use ECS rolling deployments (no `PRIMARY` deployment), is a
 /// configuration error naming it.
 pub async fn update(ecs: &Client, spec: &UpdateSpec) -> Result<String, Failure> {
     let name = service_name(&spec.service);
@@ -87,6 +93,8 @@ pub async fn update(ecs: &Client, spec: &UpdateSpec) -> Result<String, Failure> 
         .service(&spec.service)
         .set_task_definition(spec.task_definition.clone())
         .force_new_deployment(spec.force_new_deployment)
+        .customize()
+        .config_override(aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled()))
         .send()
         .await
         .map_err(|e| {

@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 /// A control plane whose cluster `app` has the services given, each
 /// running `<name>:1` with 4 tasks, and an ECS client pointed at it.
 async fn world(services: Value) -> (LocalAws, aws_sdk_ecs::Client) {
+    world_with_faults(services, json!([])).await
+}
+
+/// [`world`], with the scenario's `faults`.
+async fn world_with_faults(services: Value, faults: Value) -> (LocalAws, aws_sdk_ecs::Client) {
     let mut definitions = Vec::new();
     let services: Vec<Value> = services
         .as_array()
@@ -35,8 +40,9 @@ async fn world(services: Value) -> (LocalAws, aws_sdk_ecs::Client) {
         })
         .collect();
     let scenario = Scenario::from_json(
-        &json!({"clusters": ["app"], "taskDefinitions": definitions, "services": services})
-            .to_string(),
+        &json!({"clusters": ["app"], "taskDefinitions": definitions, "services": services,
+                "faults": faults})
+        .to_string(),
     )
     .expect("scenario");
     let aws = LocalAws::start(scenario).await.expect("control plane");
@@ -336,4 +342,33 @@ async fn the_deployment_is_found_again_after_a_crash_before_its_id_was_recorded(
     let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
     assert_eq!(roll::deployment_since(&views[0], since), Some(id));
     assert_eq!(aws.calls_of("UpdateService").len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_update_answer_is_sent_once_and_found_by_looking() {
+    let (aws, ecs) = world_with_faults(
+        json!([{"name": "web"}]),
+        json!([{"operation": "UpdateService", "calls": [1], "fault": "lostAnswer"}]),
+    )
+    .await;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 5.0;
+    let err = roll::update(&ecs, &UpdateSpec::new("app", "web", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.failure_type(),
+        aws_sdk_codepipeline::types::FailureType::SystemUnavailable
+    );
+    assert_eq!(
+        aws.calls_of("UpdateService").len(),
+        1,
+        "never retried by the SDK: a retry could start a second deployment"
+    );
+    let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
+    let found = roll::deployment_since(&views[0], since).expect("the update happened");
+    assert_eq!(views[0].primary(), Some(found.as_str()));
 }
