@@ -740,4 +740,17 @@ mod tests {
             .collect();
         assert_eq!(states, ["IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]);
     }
+
+    #[test]
+    fn step_millis_moves_the_rollout_by_wall_clock_time() {
+        let mut e = ecs(json!([{"outcome": "failed", "steps": 2, "stepMillis": 5}]));
+        update(
+            &mut e,
+            json!({"cluster": "app", "service": "web", "forceNewDeployment": true}),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(12));
+        let failed = describe(&mut e);
+        assert_eq!(failed["deployments"][0]["rolloutState"], "FAILED");
+        assert_eq!(failed["deployments"][0]["failedTasks"], 2);
+    }
 }
