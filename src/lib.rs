@@ -17,6 +17,8 @@
 //! - [`task`]: the ECS task: decisive container, idempotent RunTask, describe, stop.
 //! - [`outcome`]: what a task's status means — pure decisions.
 //! - [`logs`]: the migration's own last log lines, for a failure message.
+//! - [`roll`]: rolling the services after the migration — the UpdateService
+//!   request, following each deployment by its id ([`roll::plan_roll`]), words.
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
@@ -38,6 +40,7 @@ pub mod outcome;
 pub mod report;
 pub mod rerun;
 pub mod revision;
+pub mod roll;
 pub mod state;
 pub mod task;
 pub mod token;

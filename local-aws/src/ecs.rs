@@ -65,6 +65,7 @@ pub struct Ecs {
     tasks: Vec<Task>,
     tokens: HashMap<String, TokenUse>,
     registered_at: SystemTime,
+    rolls: crate::ecs_service::Services,
 }
 
 fn cluster_name(cluster: &str) -> &str {
@@ -121,7 +122,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 impl Ecs {
     /// ECS as the scenario describes it.
     pub fn new(scenario: &Scenario) -> Self {
-        Ecs {
+        let mut ecs = Ecs {
             clusters: scenario.clusters.clone(),
             definitions: scenario.task_definitions.clone(),
             services: scenario.services.clone(),
@@ -129,7 +130,12 @@ impl Ecs {
             tasks: Vec::new(),
             tokens: HashMap::new(),
             registered_at: SystemTime::now() - Duration::from_secs(86_400),
-        }
+            rolls: Default::default(),
+        };
+        ecs.rolls = crate::ecs_service::Services::new(&scenario.services, |s| {
+            ecs.service_task_definition(s)
+        });
+        ecs
     }
 
     /// Every task created so far.
@@ -171,6 +177,7 @@ impl Ecs {
             "DescribeTaskDefinition" => self.describe_task_definition(i),
             "RegisterTaskDefinition" => self.register_task_definition(input),
             "DescribeServices" => self.describe_services(i),
+            "UpdateService" => self.update_service(input),
             "RunTask" => self.run_task(input, job_id),
             "DescribeTasks" => self.describe_tasks(i),
             "StopTask" => self.stop_task(i),
@@ -493,7 +500,43 @@ impl Ecs {
         v
     }
 
-    fn describe_services(&self, i: Input) -> OpResult {
+    /// The task definition ARN a service runs before any `UpdateService`.
+    fn service_task_definition(&self, s: &ServiceSpec) -> String {
+        match &s.task_definition {
+            Some(td) => self
+                .resolve_definition(td)
+                .map(definition_arn)
+                .unwrap_or_else(|| td.clone()),
+            None => format!(
+                "arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{}:1",
+                s.name
+            ),
+        }
+    }
+
+    fn update_service(&mut self, input: &Value) -> OpResult {
+        let i = Input(input);
+        let cluster = self.check_cluster(i.opt_str("cluster")?)?;
+        let task_definition = match i.opt_str("taskDefinition")? {
+            Some(td) => Some(
+                self.resolve_definition(td)
+                    .map(definition_arn)
+                    .ok_or_else(|| invalid("TaskDefinition not found."))?,
+            ),
+            None => None,
+        };
+        let reference = i.str("service")?;
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        let base = self
+            .services
+            .iter()
+            .find(|s| s.name == name && s.cluster == cluster)
+            .map(|s| self.service_json(s))
+            .ok_or_else(|| ApiError::client("ServiceNotFoundException", "Service not found."))?;
+        self.rolls.update(&cluster, input, task_definition, base)
+    }
+
+    fn describe_services(&mut self, i: Input) -> OpResult {
         let cluster = self.check_cluster(i.opt_str("cluster")?)?;
         let names = i.str_list("services")?;
         if names.is_empty() || names.len() > 10 {
@@ -508,7 +551,11 @@ impl Ecs {
                 .iter()
                 .find(|s| s.name == name && s.cluster == cluster)
             {
-                Some(s) => services.push(self.service_json(s)),
+                Some(s) => {
+                    let mut v = self.service_json(s);
+                    self.rolls.decorate(&cluster, name, true, &mut v);
+                    services.push(v);
+                }
                 None => failures.push(json!({
                     "arn": format!("arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{name}"),
                     "reason": "MISSING",
@@ -701,6 +748,10 @@ impl Ecs {
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         for reference in &refs {
+            if let Some(task) = self.rolls.task_json(&cluster, reference) {
+                tasks.push(task);
+                continue;
+            }
             let found = self.find_task(&cluster, reference);
             match found.and_then(|t| (!t.hidden_from_describe()).then_some(t)) {
                 Some(t) => {
@@ -751,6 +802,10 @@ impl Ecs {
             None => 0,
             Some(t) => t.parse().map_err(|_| invalid("Invalid nextToken."))?,
         };
+        if let Some(service) = i.opt_str("serviceName")? {
+            let arns = self.rolls.list_tasks(&cluster, service, desired);
+            return Ok(json!({ "taskArns": arns.iter().take(max).collect::<Vec<_>>() }));
+        }
         let arns: Vec<String> = self
             .tasks
             .iter_mut()

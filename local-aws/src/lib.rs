@@ -25,6 +25,8 @@
 //! - [`ecs`] — task definitions, services, `RunTask` with `clientToken`,
 //!   `DescribeTasks`, `StopTask`, `ListTasks`.
 //! - [`ecs_task`] — one scripted task's lifecycle and JSON shape.
+//! - [`ecs_service`] — service deployments: `UpdateService`, scripted
+//!   rollouts (completed, failed, rolled back), events, stopped tasks.
 //! - [`codepipeline`] — jobs and their once-only reports; pipeline,
 //!   executions and stage retries.
 //! - [`logs`] — CloudWatch Logs `GetLogEvents` over the tasks' scripted
@@ -46,6 +48,7 @@
 pub mod codepipeline;
 pub mod console;
 pub mod ecs;
+pub mod ecs_service;
 pub mod ecs_task;
 pub mod faults;
 pub mod fleet;

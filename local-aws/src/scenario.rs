@@ -347,7 +347,8 @@ fn yes() -> bool {
     true
 }
 
-/// An ECS service (only what `network.fromService` copies matters).
+/// An ECS service: what `network.fromService` copies, and its deployments
+/// ([`crate::ecs_service`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
@@ -376,6 +377,12 @@ pub struct ServiceSpec {
     /// The service's task definition (family:revision or ARN).
     #[serde(default)]
     pub task_definition: Option<String>,
+    /// `desiredCount` [2].
+    #[serde(default)]
+    pub desired_count: Option<i64>,
+    /// How each deployment `UpdateService` starts rolls out, in order.
+    #[serde(default)]
+    pub rollouts: Vec<crate::ecs_service::RolloutSpec>,
 }
 
 /// One capacity provider strategy item.
