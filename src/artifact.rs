@@ -216,8 +216,9 @@ pub fn parse(artifact: &str, file: &str, content: &[u8]) -> Result<ImageSet, Fai
     let is_detail = config::last_segment(file) == IMAGE_DETAIL;
     let images = if is_detail {
         let uri = value.get("ImageURI").and_then(Value::as_str).map(str::trim);
+        let digest = value.get("ImageDigest").and_then(Value::as_str);
         match uri {
-            Some(uri) if !uri.is_empty() => Images::Decisive(uri.to_owned()),
+            Some(uri) if !uri.is_empty() => Images::Decisive(pinned(uri, digest)),
             _ => {
                 return Err(bad(format!(
                     "expected {{\"ImageURI\":\"<image>\"}} (the ECS blue/green format), found {}",
@@ -259,6 +260,23 @@ pub fn parse(artifact: &str, file: &str, content: &[u8]) -> Result<ImageSet, Fai
         file: file.to_owned(),
         images,
     })
+}
+
+/// `repo:tag` pinned to `repo@sha256:…` when the file names the digest
+/// (the ECR source action's `ImageDigest`): the migration runs exactly the
+/// image that was pushed, even if the tag moves on.
+fn pinned(uri: &str, digest: Option<&str>) -> String {
+    let Some(digest) = digest.map(str::trim).filter(|d| d.starts_with("sha256:")) else {
+        return uri.to_owned();
+    };
+    if uri.contains('@') {
+        return uri.to_owned();
+    }
+    let repository = match uri.rfind(':') {
+        Some(colon) if colon > uri.rfind('/').unwrap_or(0) => &uri[..colon],
+        _ => uri,
+    };
+    format!("{repository}@{digest}")
 }
 
 fn short(value: &Value) -> String {
@@ -439,6 +457,36 @@ mod tests {
             out.write_all(content).unwrap();
         }
         out.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn an_image_detail_digest_pins_the_image() {
+        let digest = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let cases = [
+            (
+                "r.ecr/app:latest",
+                Some(digest),
+                format!("r.ecr/app@{digest}"),
+            ),
+            (
+                "r.ecr:5000/app",
+                Some(digest),
+                format!("r.ecr:5000/app@{digest}"),
+            ),
+            (
+                "r.ecr/app@sha256:aa",
+                Some(digest),
+                "r.ecr/app@sha256:aa".into(),
+            ),
+            ("r.ecr/app:1", None, "r.ecr/app:1".into()),
+            ("r.ecr/app:1", Some("latest"), "r.ecr/app:1".into()),
+        ];
+        for (uri, digest, expected) in cases {
+            assert_eq!(pinned(uri, digest), expected, "{uri} {digest:?}");
+        }
+        let file = format!(r#"{{"ImageURI":"r.ecr/app:7","ImageDigest":"{digest}"}}"#);
+        let set = parse("BuildOutput", IMAGE_DETAIL, file.as_bytes()).unwrap();
+        assert_eq!(set.images, Images::Decisive(format!("r.ecr/app@{digest}")));
     }
 
     #[test]

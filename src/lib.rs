@@ -26,8 +26,8 @@
 //! - [`logging`]: the function's own log, which no dump of an event or body reaches.
 //! - [`claim`]: `migrate-once claim`, the instance-side once-per-reset claim (§8).
 
-pub mod claim;
 pub mod artifact;
+pub mod claim;
 pub mod config;
 pub mod event;
 pub mod failure;

@@ -8,8 +8,9 @@
 //! `None` when every image already matches); [`register`] sends it.
 //!
 //! Registering is not idempotent in ECS (every call makes a new revision),
-//! so the caller claims the registration first, keyed by deployment and
-//! [`RegisterSpec::digest`], and records the ARN [`register`] returns:
+//! so the caller claims the registration first and records the ARN
+//! [`register`] returns; a revision registered by an invocation that died
+//! before recording it is found again by its tags ([`find_registered`]):
 //! retries, duplicates and crashes then reuse that revision.
 
 use std::collections::BTreeMap;
@@ -19,8 +20,15 @@ use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{ImageSet, Images};
+use crate::config;
 use crate::failure::Failure;
 use crate::task::DEPLOYMENT_TAG;
+
+/// Tag carrying [`RegisterSpec::digest`] on every revision we register:
+/// with [`DEPLOYMENT_TAG`], what finds the revision again.
+pub const IMAGES_TAG: &str = "migrate-once:images";
+/// The family's newest revisions [`find_registered`] looks at.
+const LOOK_BACK: i32 = 10;
 
 /// A task definition as DescribeTaskDefinition (with `include=TAGS`)
 /// answers: the definition and its tags.
@@ -167,6 +175,82 @@ pub fn plan(
     deployment: &str,
 ) -> Result<Option<RegisterSpec>, Failure> {
     let images = images_for(described, set, decisive, from)?;
+    Ok(derive(described, images, deployment))
+}
+
+/// What to register so that a service of `deploy` runs the image set's
+/// images (pure), as CodePipeline's ECS deploy action does:
+/// `imagedefinitions.json` replaces the image of every container it names
+/// (it must name at least one); `imageDetail.json` that of the service's
+/// only essential container. `Ok(None)`: nothing changes.
+pub fn plan_service(
+    service: &str,
+    described: &Described,
+    set: &ImageSet,
+    deployment: &str,
+) -> Result<Option<RegisterSpec>, Failure> {
+    let containers = described.definition.container_definitions();
+    let names = || {
+        containers
+            .iter()
+            .filter_map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut images: BTreeMap<String, String> = containers
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.name()?.to_owned(),
+                c.image().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
+    match &set.images {
+        Images::ByName(entries) => {
+            let mut named = 0;
+            for (name, image) in images.iter_mut() {
+                if let Some(uri) = entries.get(name) {
+                    image.clone_from(uri);
+                    named += 1;
+                }
+            }
+            if named == 0 {
+                return Err(Failure::Configuration(format!(
+                    "{} names none of the containers of service `{service}` ({}: {}); name them as the service's task definition does",
+                    set.origin(),
+                    described.label(),
+                    names()
+                )));
+            }
+        }
+        Images::Decisive(uri) => {
+            let essential: Vec<&str> = containers
+                .iter()
+                .filter(|c| c.essential().unwrap_or(true))
+                .filter_map(|c| c.name())
+                .collect();
+            let [only] = essential[..] else {
+                return Err(Failure::Configuration(format!(
+                    "{} names one image, but service `{service}` runs {} with essential containers {}; use imagedefinitions.json to say which container gets which image",
+                    set.origin(),
+                    described.label(),
+                    essential.join(", ")
+                )));
+            };
+            images.insert(only.to_owned(), uri.clone());
+        }
+    }
+    Ok(derive(described, images, deployment))
+}
+
+/// The described definition with `images` (container → image) put in,
+/// tagged for `deployment`; `None` when no image changes (pure).
+fn derive(
+    described: &Described,
+    images: BTreeMap<String, String>,
+    deployment: &str,
+) -> Option<RegisterSpec> {
     let unchanged = described
         .definition
         .container_definitions()
@@ -175,7 +259,7 @@ pub fn plan(
             c.name().and_then(|n| images.get(n)).map(String::as_str) == c.image().or(Some(""))
         });
     if unchanged {
-        return Ok(None);
+        return None;
     }
     let containers = described
         .definition
@@ -196,22 +280,26 @@ pub fn plan(
         .iter()
         .filter(|t| {
             let key = t.key().unwrap_or_default();
-            !key.to_ascii_lowercase().starts_with("aws:") && key != DEPLOYMENT_TAG
+            !key.to_ascii_lowercase().starts_with("aws:")
+                && key != DEPLOYMENT_TAG
+                && key != IMAGES_TAG
         })
         .cloned()
         .collect();
+    let digest = image_digest(&images);
     tags.push(Tag::builder().key(DEPLOYMENT_TAG).value(deployment).build());
-    Ok(Some(RegisterSpec {
+    tags.push(Tag::builder().key(IMAGES_TAG).value(&digest).build());
+    Some(RegisterSpec {
         source_arn: described
             .definition
             .task_definition_arn()
             .unwrap_or_default()
             .to_owned(),
-        digest: image_digest(&images),
+        digest,
         images,
         definition,
         tags,
-    }))
+    })
 }
 
 /// DescribeTaskDefinition with its tags. An unknown task definition is a
@@ -282,6 +370,56 @@ pub async fn register(ecs: &Client, spec: &RegisterSpec) -> Result<String, Failu
             api: "ecs:RegisterTaskDefinition",
             detail: "the answer named no task definition ARN".into(),
         })
+}
+
+/// The revision registered from `spec.source_arn` for `deployment` and
+/// image set `spec.digest`, if any: among the family's newest ACTIVE
+/// revisions after the source, the one carrying both tags. Finds what a
+/// registration whose invocation died (or whose answer was lost) made, so
+/// that it is reused rather than registered again.
+pub async fn find_registered(
+    ecs: &Client,
+    spec: &RegisterSpec,
+    deployment: &str,
+) -> Result<Option<String>, Failure> {
+    let family = spec.definition.family().unwrap_or_default();
+    let after = revision_number(&spec.source_arn);
+    let out = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .max_results(LOOK_BACK)
+        .send()
+        .await
+        .map_err(|e| Failure::from_sdk("ecs:ListTaskDefinitions", e))?;
+    for arn in out.task_definition_arns() {
+        if config::family(arn) != family {
+            continue;
+        }
+        if revision_number(arn) <= after {
+            break; // newest first: the rest are older than the source
+        }
+        let described = describe(ecs, arn).await?;
+        let tag = |key: &str| {
+            described
+                .tags
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+        };
+        if tag(DEPLOYMENT_TAG) == Some(deployment) && tag(IMAGES_TAG) == Some(&spec.digest) {
+            return Ok(Some(arn.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// The revision number at the end of a task definition ARN (0 if none).
+fn revision_number(arn: &str) -> u64 {
+    arn.rsplit(':')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The task definition an ECS service runs now (`taskDefinition:
@@ -508,7 +646,14 @@ mod tests {
             .iter()
             .map(|t| (t.key().unwrap(), t.value().unwrap()))
             .collect();
-        assert_eq!(tags, vec![("team", "db"), (DEPLOYMENT_TAG, "dep-9")]);
+        assert_eq!(
+            tags,
+            vec![
+                ("team", "db"),
+                (DEPLOYMENT_TAG, "dep-9"),
+                (IMAGES_TAG, spec.digest.as_str())
+            ]
+        );
         assert_eq!(
             spec.source_arn,
             "arn:aws:ecs:us-east-1:1:task-definition/app:4"

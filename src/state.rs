@@ -125,6 +125,19 @@ pub struct State {
     /// parameter before this one, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<String>,
+    /// The task definition revision the attempt runs (SPEC §4 output
+    /// `TaskDefinitionArn`): registered with the pipeline's images (§4a), or
+    /// the configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// The decisive container's image in that revision (output `Image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// [`crate::revision::image_digest`] of the images registered for this
+    /// deployment: a later attempt with the same images reuses
+    /// `task_definition` instead of registering again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_set: Option<String>,
 }
 
 impl State {
@@ -189,8 +202,30 @@ pub fn claim_name(state_parameter: &str, kind: Claim, seq: u64) -> String {
         Claim::Reset => "reset",
         Claim::Rerun => "rerun",
         Claim::Stop => "stop",
+        Claim::Register => "register",
     };
     format!("{state_parameter}/{kind}/{seq:010}")
+}
+
+/// The claim of one service's `UpdateService` in one action run (SPEC
+/// §4b): `<stateParameter>/roll/<run>-<index>`, `run` a digest of the
+/// action run's first job, `index` the service's place in `deploy.services`.
+pub fn roll_claim_name(state_parameter: &str, action_job: &str, index: usize) -> String {
+    let run: String = Sha256::digest(action_job.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{state_parameter}/roll/{run}-{index:02}")
+}
+
+/// Epoch seconds at the start of a claim's value (a claim value starts with
+/// the time it was made); 0 when unreadable, so it counts as old.
+pub fn claimed_at(value: Option<&str>) -> u64 {
+    value
+        .and_then(|v| v.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Side effects of an attempt claimed besides the attempt itself.
@@ -202,6 +237,8 @@ pub enum Claim {
     Rerun,
     /// Stopping the attempt's task because its pipeline execution stopped.
     Stop,
+    /// Registering the task definition revision with the pipeline's images.
+    Register,
 }
 
 /// The attempt records of a state parameter, lowest `seq` first. Values that
@@ -361,11 +398,33 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
                 claim_name(state_parameter, Claim::Reset, seq),
                 claim_name(state_parameter, Claim::Rerun, seq),
                 claim_name(state_parameter, Claim::Stop, seq),
+                claim_name(state_parameter, Claim::Register, seq),
             ]
         })
         .collect();
+    if names.is_empty() {
+        return;
+    }
     delete(ssm, &names).await;
+    // Roll claims belong to action runs, not attempts: those older than any
+    // delivery that could still arrive (6 h) go with the expired attempts.
+    let cutoff = crate::job::epoch_secs(crate::job::now()).saturating_sub(ROLL_CLAIM_TTL_SECS);
+    match children(ssm, &format!("{state_parameter}/roll")).await {
+        Ok(claims) => {
+            let old: Vec<String> = claims
+                .into_iter()
+                .filter(|(_, value)| claimed_at(Some(value)) < cutoff)
+                .map(|(name, _)| name)
+                .collect();
+            delete(ssm, &old).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not list old roll claims"),
+    }
 }
+
+/// How long a roll claim is kept: Lambda may deliver an event again up to
+/// 6 h later.
+const ROLL_CLAIM_TTL_SECS: u64 = 6 * 3600;
 
 /// `DeleteParameters` in chunks of ten, best effort (missing names are fine).
 pub async fn delete(ssm: &Client, names: &[String]) {
@@ -442,6 +501,9 @@ pub(crate) mod tests_support {
             container: None,
             reason: None,
             recent: Vec::new(),
+            task_definition: None,
+            image: None,
+            image_set: None,
         }
     }
 }

@@ -32,28 +32,12 @@ pub struct Container {
     pub logs: Option<(String, String)>,
 }
 
-/// Looks up the task definition and picks the decisive container: the
+/// Picks the decisive container of a described task definition: the
 /// configured one, or else the only essential one.
-pub async fn decisive_container(ecs: &Client, config: &Config) -> Result<Container, Failure> {
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(&config.task_definition)
-        .send()
-        .await
-        .map_err(|e| match e.as_service_error() {
-            Some(service) if service.is_client_exception() => Failure::Configuration(format!(
-                "task definition `{}` was not found by ecs:DescribeTaskDefinition ({}); check `taskDefinition` (family, family:revision or ARN) and the region",
-                config.task_definition,
-                service.meta().message().unwrap_or("no detail")
-            )),
-            _ => Failure::from_sdk("ecs:DescribeTaskDefinition", e),
-        })?;
-    let definition = out.task_definition.ok_or_else(|| {
-        Failure::Configuration(format!(
-            "task definition `{}` was not found",
-            config.task_definition
-        ))
-    })?;
+pub fn decisive_container(
+    definition: &aws_sdk_ecs::types::TaskDefinition,
+    config: &Config,
+) -> Result<Container, Failure> {
     let containers: Vec<(Container, bool)> = definition
         .container_definitions()
         .iter()
@@ -245,10 +229,13 @@ pub enum NotStarted {
     Fatal(Failure),
 }
 
-/// Starts the migration task for one attempt. Idempotent per `client_token`.
+/// Starts the migration task for one attempt, running `task_definition`.
+/// Idempotent per `client_token` (which must always come with the same
+/// revision: the attempt's, recorded before RunTask).
 pub async fn run(
     ecs: &Client,
     config: &Config,
+    task_definition: &str,
     container: &Container,
     placement: &Placement,
     deployment: &str,
@@ -265,7 +252,7 @@ pub async fn run(
     let mut request = ecs
         .run_task()
         .cluster(&config.cluster)
-        .task_definition(&config.task_definition)
+        .task_definition(task_definition)
         .count(1)
         .started_by(STARTED_BY)
         .client_token(client_token)

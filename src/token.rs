@@ -61,6 +61,35 @@ pub enum Phase {
     /// The migration task is running; check on it.
     #[serde(rename = "watch")]
     Watch(Watch),
+    /// The migration succeeded; the services of `deploy` are rolling.
+    #[serde(rename = "roll")]
+    Roll(Roll),
+}
+
+/// What following the roll needs (SPEC §4b): the deployments this action
+/// run started, by service, and what the migration's success reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Roll {
+    #[serde(rename = "d")]
+    pub deployment: String,
+    #[serde(rename = "j")]
+    pub action_job: String,
+    /// `(service, ECS deployment id)` in `deploy.services` order; fewer
+    /// than the services while an update is still to be made.
+    #[serde(rename = "f")]
+    pub followed: Vec<(String, String)>,
+    /// Epoch seconds when the roll started (for `deploy.timeoutSeconds`).
+    #[serde(rename = "at")]
+    pub started_at: u64,
+    /// The migration's success summary and output variables, reported with
+    /// the roll's at the end.
+    #[serde(rename = "m")]
+    pub migration: String,
+    #[serde(rename = "o", default)]
+    pub outputs: std::collections::BTreeMap<String, String>,
+    /// Tries so far that AWS was too busy for.
+    #[serde(rename = "n", default)]
+    pub busy: u32,
 }
 
 /// What watching a task needs: which attempt and task, which container

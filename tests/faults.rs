@@ -1663,6 +1663,14 @@ mod sequences {
                 p["resetParameters"] = json!([FLAG]);
             });
             s.timing.continuation_delay_millis = 20;
+            // Tasks run for wall-clock time, long enough that the second
+            // deployment meets the first one's lock even on a busy machine.
+            let long = local_aws::scenario::TaskOutcome {
+                timeline: vec!["PENDING".into(), "RUNNING".into(), "RUNNING".into()],
+                step_millis: Some(700),
+                ..Default::default()
+            };
+            s.tasks = vec![long.clone(), long];
             let sys = Sys::start(s).await;
             let results = sys
                 .actions(&[exec_id(1), exec_id(2)])

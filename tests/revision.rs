@@ -213,7 +213,14 @@ async fn registration_carries_every_field_over_with_only_the_images_changed() {
         .iter()
         .map(|t| (t.key().unwrap(), t.value().unwrap()))
         .collect();
-    assert_eq!(tags, [("team", "db"), ("migrate-once:deployment", "dep-1")]);
+    assert_eq!(
+        tags,
+        [
+            ("team", "db"),
+            ("migrate-once:deployment", "dep-1"),
+            ("migrate-once:images", spec.digest.as_str())
+        ]
+    );
     assert_eq!(
         spec.images,
         BTreeMap::from([

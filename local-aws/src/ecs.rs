@@ -176,6 +176,7 @@ impl Ecs {
         match operation {
             "DescribeTaskDefinition" => self.describe_task_definition(i),
             "RegisterTaskDefinition" => self.register_task_definition(input),
+            "ListTaskDefinitions" => self.list_task_definitions(i),
             "DescribeServices" => self.describe_services(i),
             "UpdateService" => self.update_service(input),
             "RunTask" => self.run_task(input, job_id),
@@ -316,6 +317,25 @@ impl Ecs {
             answer["tags"] = tags_json(&td.tags);
         }
         Ok(answer)
+    }
+
+    /// ARNs of the (all ACTIVE) revisions whose family starts with
+    /// `familyPrefix`, by family and revision, `sort` ASC [default] or DESC,
+    /// at most `maxResults` [100]; no paging beyond the first page.
+    fn list_task_definitions(&self, i: Input) -> OpResult {
+        let prefix = i.opt_str("familyPrefix")?.unwrap_or("");
+        let mut found: Vec<&TaskDefinitionSpec> = self
+            .definitions
+            .iter()
+            .filter(|d| d.family.starts_with(prefix))
+            .collect();
+        found.sort_by(|a, b| (&a.family, a.revision).cmp(&(&b.family, b.revision)));
+        if i.opt_str("sort")? == Some("DESC") {
+            found.reverse();
+        }
+        let max = i.opt_i64("maxResults")?.unwrap_or(100).clamp(1, 100) as usize;
+        let arns: Vec<String> = found.into_iter().take(max).map(definition_arn).collect();
+        Ok(json!({ "taskDefinitionArns": arns }))
     }
 
     /// A new revision of the request's family (1 for a new family), its

@@ -55,6 +55,10 @@ pub struct RolloutSpec {
     /// per step, cycling [Essential container in task exited].
     #[serde(default)]
     pub stopped_task_reasons: Vec<String>,
+    /// The deployment's `createdAt` is reported this many seconds in the
+    /// past, so a test can exercise the roll's timeout without sleeping.
+    #[serde(default)]
+    pub created_seconds_ago: u64,
 }
 
 impl Default for RolloutSpec {
@@ -65,6 +69,7 @@ impl Default for RolloutSpec {
             step_millis: None,
             reason: None,
             stopped_task_reasons: Vec::new(),
+            created_seconds_ago: 0,
         }
     }
 }
@@ -312,6 +317,7 @@ impl Service {
             d.script = None;
         }
         let spec = self.rollouts.pop_front().unwrap_or_default();
+        let created_at = now - std::time::Duration::from_secs(spec.created_seconds_ago);
         self.deployments.insert(
             0,
             Deployment {
@@ -323,7 +329,7 @@ impl Service {
                 desired: self.desired,
                 running: 0,
                 failed_tasks: 0,
-                created_at: now,
+                created_at,
                 updated_at: now,
                 script: Some(Script {
                     spec,

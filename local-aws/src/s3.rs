@@ -50,7 +50,8 @@ pub struct Object {
 /// The objects of the artifact store.
 #[derive(Debug, Default)]
 pub struct S3 {
-    objects: Vec<Object>,
+    /// Behind a lock so that a test can replace an artifact between runs.
+    objects: std::sync::Mutex<Vec<Object>>,
 }
 
 /// A request as the router hands it over: method, raw (encoded) path and
@@ -153,12 +154,26 @@ impl S3 {
                 kms: a.kms,
             })
             .collect();
-        S3 { objects }
+        S3 {
+            objects: std::sync::Mutex::new(objects),
+        }
     }
 
     /// Every stored object.
-    pub fn objects(&self) -> &[Object] {
-        &self.objects
+    pub fn objects(&self) -> Vec<Object> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the content of artifact `name` (a later build of the same
+    /// pipeline execution's stage, as a test needs it).
+    pub fn replace(&self, name: &str, bytes: Vec<u8>) {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        for object in objects.iter_mut().filter(|o| o.artifact == name) {
+            object.bytes = bytes.clone();
+        }
     }
 
     /// Answers one REST request.
@@ -184,15 +199,15 @@ impl S3 {
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
         let (bucket, key) = (percent_decode(bucket), percent_decode(key));
         authorize(request)?;
-        if self.objects.iter().all(|o| o.bucket != bucket) {
+        let objects = self.objects();
+        if objects.iter().all(|o| o.bucket != bucket) {
             return Err(ApiError::new(
                 404,
                 "NoSuchBucket",
                 "The specified bucket does not exist",
             ));
         }
-        let object = self
-            .objects
+        let object = objects
             .iter()
             .find(|o| o.bucket == bucket && o.key == key)
             .ok_or_else(|| ApiError::new(404, "NoSuchKey", "The specified key does not exist."))?;

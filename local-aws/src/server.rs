@@ -319,7 +319,16 @@ impl LocalAws {
 
     /// The artifact store's objects (one per scenario artifact).
     pub fn artifacts(&self) -> Vec<crate::s3::Object> {
-        self.world.s3.objects().to_vec()
+        self.world.s3.objects()
+    }
+
+    /// Replaces artifact `name`'s ZIP with one of `files` (path, content).
+    pub fn replace_artifact(&self, name: &str, files: &[(&str, &str)]) {
+        let files: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(path, content)| (path.to_string(), content.as_bytes().to_vec()))
+            .collect();
+        self.world.s3.replace(name, crate::s3::zip_files(&files));
     }
 
     /// How many tasks `RunTask` has created.

@@ -21,6 +21,8 @@
 //! does not fail while its migration may still succeed.
 
 pub mod plan;
+mod register;
+mod rolling;
 mod start;
 mod text;
 mod watch;
@@ -71,6 +73,17 @@ struct Invocation<'a> {
 struct Deployment {
     config: Config,
     id: String,
+}
+
+impl Deployment {
+    /// The migration's share of `percentComplete`: all of it, or the first
+    /// half when the services roll after it (SPEC §4b).
+    fn migration_percent(&self, percent: i32) -> i32 {
+        match self.config.deploy {
+            Some(_) => percent / 2,
+            None => percent,
+        }
+    }
 }
 
 impl Invocation<'_> {
@@ -137,6 +150,7 @@ impl Invocation<'_> {
                 };
                 deployment(id).start(self, caller, *busy).await
             }
+            Some(Phase::Roll(roll)) => deployment(&roll.deployment).roll(self, roll.clone()).await,
             Some(Phase::Watch(watch)) => {
                 let task_arn = watch.task_arn.clone();
                 deployment(&watch.deployment)
@@ -169,6 +183,21 @@ impl Invocation<'_> {
                         .into(),
                 )
             })
+    }
+
+    /// The value of a claim this invocation creates: its time (epoch
+    /// seconds), then what is unique to it, so that a create whose answer
+    /// was lost (the SDK's retry then finds the parameter existing) is
+    /// still recognised as its own, and nobody else's is.
+    fn claim_value(&self) -> String {
+        let t = now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        format!(
+            "{} {}:{}:{}",
+            t.as_secs(),
+            self.job.id,
+            std::process::id(),
+            t.as_nanos()
+        )
     }
 
     /// How long this invocation may keep waiting: `waitSeconds`, bounded by

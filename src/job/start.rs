@@ -4,11 +4,14 @@
 use tracing::{info, instrument, warn};
 
 use super::plan::{Caller, StartPlan, plan_start};
+use super::register::Definition;
 use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, rfc3339, text};
+use crate::artifact;
 use crate::failure::Failure;
 use crate::lock::{self, Acquire, Holder};
 use crate::outcome::{self, AfterStartFailure};
 use crate::report::Report;
+use crate::revision;
 use crate::state::{self, Claim, FailureClass, State, Status, recent_after};
 use crate::task::{self, Container, NotStarted, Placement};
 use crate::token::{Phase, Watch};
@@ -27,11 +30,12 @@ const MAX_LOST_CLAIMS: usize = 10;
 /// What a start needs besides the records: gathered in one round trip.
 struct Facts {
     container: Container,
+    definition: Definition,
     placement: Placement,
     lock_records: Vec<(u64, Holder)>,
-    /// The latest attempt record listed: the summary is never written back
-    /// to an attempt older than it.
-    top: Option<State>,
+    /// The attempt records listed; the latest is what the summary holds (it
+    /// is never written back to an attempt older than it).
+    records: Vec<State>,
 }
 
 impl Deployment {
@@ -52,15 +56,53 @@ impl Deployment {
                 None => Ok(Vec::new()),
             }
         };
+        let described = async {
+            let task_definition = match &config.task_definition_from_service {
+                Some(service) => {
+                    revision::service_task_definition(&clients.ecs, &config.cluster, service)
+                        .await?
+                }
+                None => config.task_definition.clone(),
+            };
+            revision::describe(&clients.ecs, &task_definition).await
+        };
+        // Read now, in parallel; what is wrong with it matters only to an
+        // attempt that is about to run (see `Definition::register`).
+        let images = async {
+            let data = &inv.job.data;
+            let artifacts = &data.input_artifacts;
+            let credentials = data.artifact_credentials.as_ref();
+            Ok(artifact::resolve(&clients.s3, &config.images, artifacts, credentials).await)
+        };
         let read = tokio::try_join!(
-            task::decisive_container(&clients.ecs, config),
+            described,
             task::placement(&clients.ecs, config),
             state::list(&clients.ssm, &config.state_parameter),
             lock_records,
+            images,
         );
-        let (container, placement, mut records, lock_records) = match read {
+        let (described, placement, mut records, lock_records, images) = match read {
             Ok(facts) => facts,
             Err(failure) => return self.not_now(caller, None, unknown, failure),
+        };
+        let container = match task::decisive_container(&described.definition, config) {
+            Ok(container) => container,
+            Err(failure) => return self.not_now(caller, None, unknown, failure),
+        };
+        let definition = Definition {
+            arn: described
+                .definition
+                .task_definition_arn()
+                .unwrap_or(&config.task_definition)
+                .to_owned(),
+            image: described.image_of(&container.name).map(str::to_owned),
+            register: images.and_then(|set| match set {
+                Some(set) => {
+                    let from = config.images.from_entry();
+                    revision::plan(&described, &set, &container.name, from, &self.id)
+                }
+                None => Ok(None),
+            }),
         };
         if records.is_empty() {
             // Upgraded from the single-record model: its record (seq 0)
@@ -74,9 +116,13 @@ impl Deployment {
             let plan = plan_start(&records, &self.id, caller, config.rerun);
             info!(?plan, "start plan");
             let record = match plan {
-                StartPlan::Report(record) => return self.report(&record, &container, caller),
+                StartPlan::Report(record) => {
+                    let report = self.report(&record, &container, caller)?;
+                    return self.succeeded(inv, caller.action_job(), report).await;
+                }
                 StartPlan::AlreadySucceeded(record) => {
-                    return Ok(text::already_applied(&record, &container));
+                    let report = text::already_applied(&record, &container);
+                    return self.succeeded(inv, caller.action_job(), report).await;
                 }
                 StartPlan::Superseded { latest, unstarted } => {
                     let seq = unstarted.as_ref().map(|r| r.seq);
@@ -104,6 +150,11 @@ impl Deployment {
                     tries,
                     rerun_of,
                 } => {
+                    // A bad artifact fails the action before anything is
+                    // claimed, registered or run.
+                    if let Err(failure) = &definition.register {
+                        return self.not_now(caller, None, unknown, failure.clone());
+                    }
                     let reruns = match rerun_of {
                         Some(failed) => {
                             let ssm = &clients.ssm;
@@ -135,6 +186,9 @@ impl Deployment {
                         container: Some(container.name.clone()),
                         reason: None,
                         recent: recent_after(records.last(), &self.id),
+                        task_definition: None,
+                        image: None,
+                        image_set: None,
                     };
                     let ssm = &clients.ssm;
                     match state::create(ssm, &config.state_parameter, &claim).await {
@@ -159,9 +213,10 @@ impl Deployment {
             };
             let facts = Facts {
                 container,
+                definition,
                 placement,
                 lock_records,
-                top: records.last().cloned(),
+                records,
             };
             return self.go(inv, caller, record, facts, unknown).await;
         }
@@ -188,10 +243,12 @@ impl Deployment {
         let clients = inv.clients;
         let Facts {
             container,
+            definition,
             placement,
             lock_records,
-            top,
+            records,
         } = facts;
+        let top = records.last();
         let resume = Phase::Resume {
             deployment: self.id.clone(),
             action_job: caller.action_job().to_owned(),
@@ -237,6 +294,25 @@ impl Deployment {
             }
         }
 
+        let record = match self.revision(inv, &record, &definition, &records).await {
+            Ok(chosen) => chosen.on(record),
+            Err(failure) if retry_later(&failure).is_some() => {
+                return self.not_now(caller, Some(record.seq), unknown, failure);
+            }
+            Err(failure) => {
+                // Nothing can run for this attempt (a bad artifact, a
+                // revision ECS refused): record that, give the lock back.
+                let failed = record.failed(
+                    FailureClass::Permanent,
+                    &failure.to_string(),
+                    &rfc3339(now()),
+                );
+                self.record_end(inv, &failed, top).await;
+                return Err(failure);
+            }
+        };
+        let task_definition = record.task_definition.clone().unwrap_or_default();
+
         if !config.reset_parameters.is_empty()
             && let Err(failure) = self.reset(inv, &record).await
         {
@@ -247,6 +323,7 @@ impl Deployment {
         let ran = task::run(
             &clients.ecs,
             config,
+            &task_definition,
             &container,
             &placement,
             &self.id,
@@ -261,8 +338,7 @@ impl Deployment {
                     task_arn: Some(task_arn.clone()),
                     ..record
                 };
-                if let Err(failure) =
-                    write_both(inv, &config.state_parameter, &running, top.as_ref()).await
+                if let Err(failure) = write_both(inv, &config.state_parameter, &running, top).await
                 {
                     // The token carries the task; waiters find it by its tag.
                     warn!(%failure, "could not record the running task; watching it anyway");
@@ -314,7 +390,7 @@ impl Deployment {
                 ),
             }),
             Err(NotStarted::Attempt { reason, transient }) => {
-                self.start_failed(inv, record, &reason, transient, resume, top.as_ref())
+                self.start_failed(inv, record, &reason, transient, resume, top)
                     .await
             }
             Err(NotStarted::Fatal(failure)) => {
@@ -335,20 +411,10 @@ impl Deployment {
     async fn reset(&self, inv: &Invocation<'_>, record: &State) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
         let config = &self.config;
-        // Only the claim's creator resets. Its value is unique to this
-        // invocation, so a create whose answer was lost (the SDK's retry
-        // then finds it existing) is recognised as ours; anyone else —
-        // another copy, a resumption after a crash — never resets again.
+        // Only the claim's creator resets ([`Invocation::claim_value`]):
+        // another copy, or a resumption after a crash, never resets again.
         let sp = &config.state_parameter;
-        let nonce = format!(
-            "{}:{}:{}",
-            inv.job.id,
-            std::process::id(),
-            now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        );
+        let nonce = inv.claim_value();
         let mine = state::claim(ssm, sp, Claim::Reset, record.seq, &nonce).await?
             || state::get(ssm, &state::claim_name(sp, Claim::Reset, record.seq))
                 .await?
@@ -638,8 +704,10 @@ fn epoch_of(time: Option<&str>) -> u64 {
     .unwrap_or_else(|| epoch_secs(now()))
 }
 
-/// Writes the attempt record, then the summary (unless `current`, what the
-/// summary holds, is a newer attempt).
+/// Writes the attempt record and, at the same time, the summary (unless
+/// `current`, what the summary holds, is a newer attempt). The record is
+/// the truth; the summary is its copy for people and tools, repaired by
+/// the next write if only one of the two got through.
 pub(super) async fn write_both(
     inv: &Invocation<'_>,
     state_parameter: &str,
@@ -647,6 +715,9 @@ pub(super) async fn write_both(
     current: Option<&State>,
 ) -> Result<(), Failure> {
     let ssm = &inv.clients.ssm;
-    state::write(ssm, state_parameter, record).await?;
-    state::write_summary(ssm, state_parameter, record, current).await
+    tokio::try_join!(
+        state::write(ssm, state_parameter, record),
+        state::write_summary(ssm, state_parameter, record, current)
+    )
+    .map(|_| ())
 }

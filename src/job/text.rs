@@ -34,14 +34,25 @@ pub fn success(record: &State, container: &Container, duration: Option<u64>) -> 
     if let Some(stream) = log_stream(container, &task_id) {
         outputs.insert("LogStream".into(), stream);
     }
+    if let Some(arn) = &record.task_definition {
+        outputs.insert("TaskDefinitionArn".into(), arn.clone());
+    }
+    if let Some(image) = &record.image {
+        outputs.insert("Image".into(), image.clone());
+    }
     Report::Succeeded {
         summary: format!(
-            "Migration finished: container `{}` exited 0{} (task {task_id}, attempt {})",
+            "Migration finished: container `{}` exited 0{} (task {task_id}, attempt {}{})",
             container.name,
             duration
                 .map(|d| format!(" after {}", outcome::human(d)))
                 .unwrap_or_default(),
-            record.attempt
+            record.attempt,
+            record
+                .image
+                .as_deref()
+                .map(|i| format!(", image {i}"))
+                .unwrap_or_default()
         ),
         task_arn: Some(task_arn),
         outputs,

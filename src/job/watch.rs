@@ -94,7 +94,12 @@ impl Deployment {
                             task::task_id(&watch.task_arn),
                             watch.attempt
                         ),
-                        Some(outcome::percent(elapsed, config.timeout_seconds)),
+                        Some(
+                            self.migration_percent(outcome::percent(
+                                elapsed,
+                                config.timeout_seconds,
+                            )),
+                        ),
                     );
                 }
                 Outcome::TimedOut { elapsed } => return self.timed_out(inv, &watch, elapsed).await,
@@ -148,6 +153,9 @@ impl Deployment {
             container: Some(watch.container.clone()),
             reason: None,
             recent: Vec::new(),
+            task_definition: None,
+            image: None,
+            image_set: None,
         });
         let record = State {
             task_arn: Some(watch.task_arn.clone()),
@@ -239,11 +247,13 @@ impl Deployment {
             )
         {
             // Recorded before as something else (a start failure, a stop).
-            return text::replay(&done, &container);
+            let report = text::replay(&done, &container)?;
+            return self.succeeded(inv, &watch.action_job, report).await;
         }
         match outcome {
             Outcome::Succeeded { duration } if done.status == Status::Succeeded => {
-                Ok(text::success(&done, &container, Some(duration)))
+                let report = text::success(&done, &container, Some(duration));
+                self.succeeded(inv, &watch.action_job, report).await
             }
             Outcome::Failed {
                 exit_code,
@@ -271,7 +281,10 @@ impl Deployment {
                 &containers,
                 &reason,
             ))),
-            _ => text::replay(&done, &container),
+            _ => {
+                let report = text::replay(&done, &container)?;
+                self.succeeded(inv, &watch.action_job, report).await
+            }
         }
     }
 
