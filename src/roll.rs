@@ -565,7 +565,7 @@ pub fn progress_summary(progress: &[Progress]) -> String {
     truncate(&text, MAX_SUMMARY)
 }
 
-/// The success summary: `Rolled web (ecs-svc/1…), worker (ecs-svc/2…):
+/// The success summary's roll part: `rolled web (ecs-svc/1…), worker (ecs-svc/2…):
 /// every deployment COMPLETED`. Fits 2048.
 pub fn done_summary(followed: &[(String, String)]) -> String {
     let rolled: Vec<String> = followed
@@ -573,7 +573,7 @@ pub fn done_summary(followed: &[(String, String)]) -> String {
         .map(|(s, id)| format!("{} ({id})", service_name(s)))
         .collect();
     truncate(
-        &format!("Rolled {}: every deployment COMPLETED", rolled.join(", ")),
+        &format!("rolled {}: every deployment COMPLETED", rolled.join(", ")),
         MAX_SUMMARY,
     )
 }
@@ -1034,7 +1034,7 @@ mod tests {
         );
         assert_eq!(
             done_summary(&pairs(&[("web", "ecs-svc/123")])),
-            "Rolled web (ecs-svc/123): every deployment COMPLETED"
+            "rolled web (ecs-svc/123): every deployment COMPLETED"
         );
     }
 

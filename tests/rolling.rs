@@ -189,7 +189,7 @@ async fn a_roll_that_completes_reports_both_phases_and_the_deployment() {
         "{summaries:?}"
     );
     assert!(
-        summaries.last().unwrap().contains("Rolled web"),
+        summaries.last().unwrap().contains("then rolled web"),
         "{summaries:?}"
     );
 }
