@@ -601,6 +601,11 @@ pub struct Timing {
     /// now + the function timeout, as Lambda sends.
     #[serde(default)]
     pub deadline_millis: Option<u64>,
+    /// Every AWS API answer (not the Runtime API's) is held back this long,
+    /// as a network round trip to AWS would: `make bench` counts sequential
+    /// round trips by the gaps this leaves between dependent calls.
+    #[serde(default)]
+    pub api_latency_millis: u64,
 }
 
 impl Default for Timing {
@@ -611,6 +616,7 @@ impl Default for Timing {
             max_redeliveries: default_max_redeliveries(),
             job_timeout_seconds: default_job_timeout(),
             deadline_millis: None,
+            api_latency_millis: 0,
         }
     }
 }

@@ -53,6 +53,14 @@ pub(crate) fn json_response(status: u16, body: &Value, headers: &[(&str, &str)])
 }
 
 impl Router {
+    /// Holds an AWS answer back for the scenario's `apiLatencyMillis`.
+    async fn latency(&self) {
+        let millis = self.world.scenario.timing.api_latency_millis;
+        if millis > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+    }
+
     async fn route(self, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
@@ -99,6 +107,7 @@ impl Router {
                     .collect(),
             };
             let reply = self.world.s3_call(&request, header("x-amzn-trace-id"));
+            self.latency().await;
             let mut builder = Response::builder()
                 .status(
                     StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -122,6 +131,7 @@ impl Router {
             .world
             .aws_call(&target, header("x-amzn-trace-id"), &body)
             .await;
+        self.latency().await;
         let request_id = crate::ids::uuid();
         let mut hs = vec![
             ("content-type", "application/x-amz-json-1.1"),

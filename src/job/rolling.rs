@@ -126,7 +126,11 @@ impl Deployment {
                 info!(followed = ?roll.followed, "roll completed");
                 Ok(Report::Succeeded {
                     summary: truncate(
-                        &format!("{}; then {}", roll.migration, roll::done_summary(&roll.followed)),
+                        &format!(
+                            "{}; then {}",
+                            roll.migration,
+                            roll::done_summary(&roll.followed)
+                        ),
                         MAX_SUMMARY,
                     ),
                     task_arn: outputs.get("TaskArn").cloned(),

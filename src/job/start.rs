@@ -74,14 +74,26 @@ impl Deployment {
             let credentials = data.artifact_credentials.as_ref();
             Ok(artifact::resolve(&clients.s3, &config.images, artifacts, credentials).await)
         };
+        // Upgraded from the single-record model: its record (seq 0) still
+        // says whether this deployment already migrated. Read with the rest
+        // by an action run's first job (a continuation has claimed a record).
+        let legacy = async {
+            match caller {
+                Caller::First { .. } => state::read_summary(&clients.ssm, &config.state_parameter)
+                    .await
+                    .map(|old| old.filter(|r| r.seq == 0)),
+                _ => Ok(None),
+            }
+        };
         let read = tokio::try_join!(
             described,
             task::placement(&clients.ecs, config),
             state::list(&clients.ssm, &config.state_parameter),
             lock_records,
             images,
+            legacy,
         );
-        let (described, placement, mut records, lock_records, images) = match read {
+        let (described, placement, mut records, lock_records, images, legacy) = match read {
             Ok(facts) => facts,
             Err(failure) => return self.not_now(caller, None, unknown, failure),
         };
@@ -105,12 +117,7 @@ impl Deployment {
             }),
         };
         if records.is_empty() {
-            // Upgraded from the single-record model: its record (seq 0)
-            // still says whether this deployment already migrated.
-            match state::read_summary(&clients.ssm, &config.state_parameter).await {
-                Ok(old) => records.extend(old.filter(|r| r.seq == 0)),
-                Err(failure) => return self.not_now(caller, None, unknown, failure),
-            }
+            records.extend(legacy);
         }
         for _ in 0..MAX_LOST_CLAIMS {
             let plan = plan_start(&records, &self.id, caller, config.rerun);

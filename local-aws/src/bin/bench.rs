@@ -25,6 +25,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
+/// The network round trip to AWS the bench's control plane adds to every
+/// answer, so that dependent calls are told from concurrent ones.
+const LATENCY: Duration = Duration::from_millis(30);
+
 struct Args {
     bootstrap: PathBuf,
     baseline: PathBuf,
@@ -170,7 +174,9 @@ async fn run() -> Result<(), String> {
     if args.runs > 0 {
         cold_starts(&args).await?;
     }
-    let aws = LocalAws::start_file(&args.scenario).await;
+    let mut scenario = local_aws::Scenario::from_file(&args.scenario).map_err(|e| e.to_string())?;
+    scenario.timing.api_latency_millis = LATENCY.as_millis() as u64;
+    let aws = LocalAws::start(scenario).await.map_err(|e| e.to_string())?;
     let host = FunctionHost::for_scenario(&aws, &args.bootstrap).map_err(|e| e.to_string())?;
     let result = PipelineDriver::new(&aws, &host).run_default().await;
     let rss = peak_rss_kb(&args.bootstrap);
@@ -195,15 +201,19 @@ async fn run() -> Result<(), String> {
     };
     if let Some((first, rest)) = result.jobs.split_first() {
         let progress: Vec<usize> = rest.iter().map(|j| per_job(j)).collect();
-        // Calls that arrive within 5 ms of each other were sent together.
+        // Every answer takes LATENCY: a call that arrives within half of it
+        // after the previous one was sent together with it.
         let mut rounds = 0;
         let mut last: Option<Duration> = None;
         for c in calls
             .iter()
             .filter(|c| c.job_id.as_deref() == Some(first.as_str()))
         {
-            if last.is_none_or(|at| c.at.saturating_sub(at) > Duration::from_millis(5)) {
+            if last.is_none_or(|at| c.at.saturating_sub(at) > LATENCY / 2) {
                 rounds += 1;
+            }
+            if std::env::var_os("BENCH_CALLS").is_some() {
+                println!("  round {rounds}: {} {}", c.service, c.operation);
             }
             last = Some(c.at);
         }
