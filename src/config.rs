@@ -515,7 +515,8 @@ impl Fields<'_> {
                 let mut seen = std::collections::BTreeSet::new();
                 let duplicates: Vec<&str> = services
                     .iter()
-                    .filter(|s| !seen.insert(s.as_str()))
+                    // A name and an ARN of one service are the same service.
+                    .filter(|s| !seen.insert(last_segment(s)))
                     .map(String::as_str)
                     .collect();
                 if !duplicates.is_empty() {
@@ -1145,6 +1146,9 @@ mod tests {
             err.to_string().contains("names web more than once"),
             "{err}"
         );
+        let err = deploy(r#"{"services":["web","arn:aws:ecs:us-east-1:1:service/app/web"]}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("more than once"), "{err}");
         for bad in [
             r#"{"services":[]}"#,
             r#"{}"#,

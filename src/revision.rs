@@ -51,6 +51,20 @@ impl Described {
         }
     }
 
+    /// Container name → image, for every container.
+    pub fn images(&self) -> BTreeMap<String, String> {
+        self.definition
+            .container_definitions()
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.name()?.to_owned(),
+                    c.image().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect()
+    }
+
     /// The image a container of this definition runs now.
     pub fn image_of(&self, container: &str) -> Option<&str> {
         self.definition
@@ -102,15 +116,7 @@ pub fn images_for(
             names.join(", ")
         )));
     }
-    let mut images: BTreeMap<String, String> = containers
-        .iter()
-        .filter_map(|c| {
-            Some((
-                c.name()?.to_owned(),
-                c.image().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect();
+    let mut images = described.images();
     match &set.images {
         Images::Decisive(uri) => {
             images.insert(decisive.to_owned(), uri.clone());
@@ -147,10 +153,14 @@ pub fn images_for(
     Ok(images)
 }
 
-/// A stable digest of container → image (pure): the same images give the
-/// same 32 hex characters, whatever order they were found in.
-pub fn image_digest(images: &BTreeMap<String, String>) -> String {
+/// A stable digest of a revision to register: the revision it derives from
+/// and its container → image map (pure). The same source and images give
+/// the same 32 hex characters, whatever order they were found in; a new
+/// source revision (more memory, say) with the same images does not.
+pub fn image_digest(source: &str, images: &BTreeMap<String, String>) -> String {
     let mut hash = Sha256::new();
+    hash.update(source.as_bytes());
+    hash.update([0]);
     for (name, image) in images {
         hash.update(name.as_bytes());
         hash.update([0]);
@@ -197,15 +207,7 @@ pub fn plan_service(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut images: BTreeMap<String, String> = containers
-        .iter()
-        .filter_map(|c| {
-            Some((
-                c.name()?.to_owned(),
-                c.image().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect();
+    let mut images = described.images();
     match &set.images {
         Images::ByName(entries) => {
             let mut named = 0;
@@ -286,15 +288,16 @@ fn derive(
         })
         .cloned()
         .collect();
-    let digest = image_digest(&images);
+    let source_arn = described
+        .definition
+        .task_definition_arn()
+        .unwrap_or_default()
+        .to_owned();
+    let digest = image_digest(&source_arn, &images);
     tags.push(Tag::builder().key(DEPLOYMENT_TAG).value(deployment).build());
     tags.push(Tag::builder().key(IMAGES_TAG).value(&digest).build());
     Some(RegisterSpec {
-        source_arn: described
-            .definition
-            .task_definition_arn()
-            .unwrap_or_default()
-            .to_owned(),
+        source_arn,
         digest,
         images,
         definition,
@@ -352,6 +355,14 @@ pub async fn register(ecs: &Client, spec: &RegisterSpec) -> Result<String, Failu
         .set_runtime_platform(d.runtime_platform.clone())
         .set_enable_fault_injection(d.enable_fault_injection)
         .set_tags((!spec.tags.is_empty()).then(|| spec.tags.clone()))
+        // Sent once: a retried 5xx whose first try ECS applied would
+        // register a second revision. An unknown outcome is looked for by
+        // the next try ([`find_registered`]) before registering again.
+        .customize()
+        .config_override(
+            aws_sdk_ecs::config::Builder::default()
+                .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+        )
         .send()
         .await
         .map_err(
@@ -595,7 +606,11 @@ mod tests {
                         .map(|(n, i)| (n.to_string(), i.to_string()))
                         .collect();
                     assert_eq!(spec.images, images, "{name}");
-                    assert_eq!(spec.digest, image_digest(&images), "{name}");
+                    assert_eq!(
+                        spec.digest,
+                        image_digest(&spec.source_arn, &images),
+                        "{name}"
+                    );
                     let registered: BTreeMap<String, String> = spec
                         .definition
                         .container_definitions()
@@ -669,17 +684,21 @@ mod tests {
         let mut b = BTreeMap::new();
         b.insert("x".to_owned(), "r:2".to_owned());
         b.insert("app".to_owned(), "r:1".to_owned());
-        assert_eq!(image_digest(&a), image_digest(&b));
-        assert_eq!(image_digest(&a).len(), 32);
+        assert_eq!(image_digest("s", &a), image_digest("s", &b));
+        assert_eq!(image_digest("s", &a).len(), 32);
         let c = BTreeMap::from([
             ("app".to_owned(), "r:1x".to_owned()),
             ("".into(), "r:2".into()),
         ]);
-        assert_ne!(image_digest(&a), image_digest(&c));
+        assert_ne!(image_digest("s", &a), image_digest("s", &c));
+        assert_ne!(image_digest("s", &a), image_digest("t", &a));
         // Pinned: a claim key recorded by one version must match the next.
         assert_eq!(
-            image_digest(&BTreeMap::from([("app".to_owned(), "r/app:2".to_owned())])),
-            "4b1d5a75a2610265b7d80f8ad5c48014"
+            image_digest(
+                "s",
+                &BTreeMap::from([("app".to_owned(), "r/app:2".to_owned())])
+            ),
+            "d73774645826e770bf672a9f5859f77f"
         );
     }
 }

@@ -486,10 +486,12 @@ pub fn plan_roll(
 }
 
 /// The deployment an `UpdateService` of ours started, found again after a
-/// crash between the call and recording its answer: the newest deployment
-/// of the service created at or after `since` (epoch seconds; pass the
-/// claim's time less a few seconds of clock skew). `None`: no deployment
-/// was started since, so the claimed update never reached ECS.
+/// crash between the call and recording its answer: the *oldest*
+/// deployment of the service created at or after `since` (epoch seconds;
+/// pass the claim's time less a few seconds of clock skew) — a circuit
+/// breaker's rollback deployment comes after ours, and must never be taken
+/// for it. `None`: no deployment was started since, so the claimed update
+/// never reached ECS.
 ///
 /// Only sound because the claim guarantees no other invocation of this run
 /// updates the service; a deployment someone else started in the same
@@ -499,7 +501,7 @@ pub fn deployment_since(view: &ServiceView, since: f64) -> Option<String> {
     view.deployments
         .iter()
         .filter(|d| d.created_at.is_some_and(|at| at >= since))
-        .max_by(|a, b| {
+        .min_by(|a, b| {
             a.created_at
                 .unwrap_or(0.0)
                 .total_cmp(&b.created_at.unwrap_or(0.0))
@@ -917,7 +919,7 @@ mod tests {
                     at("ecs-svc/2", Some(100.0)),
                     at("ecs-svc/3", Some(105.0)),
                 ],
-                Some("ecs-svc/3"),
+                Some("ecs-svc/2"),
             ),
             (vec![at("ecs-svc/9", None)], None),
         ];

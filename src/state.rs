@@ -219,6 +219,23 @@ pub fn roll_claim_name(state_parameter: &str, action_job: &str, index: usize) ->
     format!("{state_parameter}/roll/{run}-{index:02}")
 }
 
+/// A claim whose creator may have died: after this long without its side
+/// effect (longer than any AWS call may take: the SDK gives up after 40 s)
+/// it is taken over, itself by a create-only claim.
+pub const TAKEOVER_SECS: u64 = 60;
+
+/// Creates the claim `name` with this invocation's `value`
+/// ([`crate::job`]'s claim values start with their time). `Ok(None)`: ours —
+/// created now, or by this invocation before an answer was lost. Otherwise
+/// the value another invocation created it with.
+pub async fn claim_mine(ssm: &Client, name: &str, value: &str) -> Result<Option<String>, Failure> {
+    if put(ssm, name, value, false).await? {
+        return Ok(None);
+    }
+    let found = get(ssm, name).await?.unwrap_or_default();
+    Ok((found != value).then_some(found))
+}
+
 /// Epoch seconds at the start of a claim's value (a claim value starts with
 /// the time it was made); 0 when unreadable, so it counts as old.
 pub fn claimed_at(value: Option<&str>) -> u64 {

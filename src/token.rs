@@ -67,26 +67,31 @@ pub enum Phase {
 }
 
 /// What following the roll needs (SPEC §4b): the deployments this action
-/// run started, by service, and what the migration's success reports.
+/// run started, and where the migration's success is recorded (reported
+/// with the roll's at the end).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Roll {
     #[serde(rename = "d")]
     pub deployment: String,
     #[serde(rename = "j")]
     pub action_job: String,
-    /// `(service, ECS deployment id)` in `deploy.services` order; fewer
-    /// than the services while an update is still to be made.
+    /// The succeeded attempt's record.
+    #[serde(rename = "s")]
+    pub seq: u64,
+    /// ECS deployment ids (`ecs-svc/…`) in `deploy.services` order; fewer
+    /// than the services while updates remain to be made.
     #[serde(rename = "f")]
-    pub followed: Vec<(String, String)>,
+    pub followed: Vec<String>,
     /// Epoch seconds when the roll started (for `deploy.timeoutSeconds`).
     #[serde(rename = "at")]
     pub started_at: u64,
-    /// The migration's success summary and output variables, reported with
-    /// the roll's at the end.
-    #[serde(rename = "m")]
-    pub migration: String,
-    #[serde(rename = "o", default)]
-    pub outputs: std::collections::BTreeMap<String, String>,
+    /// `awslogs` group and stream prefix of the migration's container (for
+    /// its `LogStream` output).
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<(String, String)>,
+    /// The migration was applied by an earlier run (a stage retry).
+    #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_applied: bool,
     /// Tries so far that AWS was too busy for.
     #[serde(rename = "n", default)]
     pub busy: u32,

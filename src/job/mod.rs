@@ -200,6 +200,24 @@ impl Invocation<'_> {
         )
     }
 
+    /// Sleeps a fully jittered pause of up to `cap`, never past what this
+    /// invocation may wait ([`Invocation::wait_until`]): the backoff before
+    /// a continuation token after AWS was busy or the lock was held.
+    async fn pause(&self, wait_seconds: u64, cap: Duration) {
+        let now = now();
+        let budget = self
+            .wait_until(wait_seconds, now)
+            .duration_since(now)
+            .unwrap_or_default()
+            .min(cap);
+        let nanos = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let spread = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
+        tokio::time::sleep(budget.mul_f64(f64::from(spread) / 1000.0)).await;
+    }
+
     /// How long this invocation may keep waiting: `waitSeconds`, bounded by
     /// the Lambda deadline less a margin for the final calls and report.
     fn wait_until(&self, wait_seconds: u64, now: SystemTime) -> SystemTime {

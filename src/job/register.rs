@@ -13,13 +13,16 @@
 //! 3. anyone else finding the claim (a resumption after a crash, a late
 //!    copy) looks for the revision by its tags among the family's newest
 //!    ([`revision::find_registered`]);
-//! 4. a claim older than [`TAKEOVER_SECS`] with no such revision was
-//!    abandoned before its RegisterTaskDefinition took effect (the SDK
-//!    gives up on a call after 40 s): register then. Younger: its creator
-//!    may be registering right now — try again shortly.
+//! 4. a claim older than [`state::TAKEOVER_SECS`] with no such revision was
+//!    abandoned before its RegisterTaskDefinition took effect (it is sent
+//!    once, without the SDK's retries): whoever creates the takeover claim
+//!    `<name>-t<k>` (one per [`state::TAKEOVER_SECS`] of age) registers
+//!    then. Younger: its creator may be registering right now — try again
+//!    shortly.
 //!
-//! The chosen revision goes into the attempt record before RunTask, so the
-//! attempt's `clientToken` always comes with the same revision.
+//! RunTask gets the registered ARN, or else the task definition exactly as
+//! configured, so that a resumed attempt sends its `clientToken` with the
+//! same revision (steps 2–4 find the same one again).
 
 use tracing::{info, warn};
 
@@ -28,13 +31,13 @@ use crate::failure::Failure;
 use crate::revision::{self, RegisterSpec};
 use crate::state::{self, Claim, State, claimed_at};
 
-/// Age after which a registration claim without a revision is abandoned.
-const TAKEOVER_SECS: u64 = 60;
-
 /// What the attempt runs unless the pipeline's images change it, gathered
 /// before any claim.
 pub(super) struct Definition {
-    /// The task definition as configured (or as `fromService` runs it).
+    /// The task definition as RunTask gets it when nothing is registered:
+    /// as configured (or the ARN `fromService` runs).
+    pub configured: String,
+    /// Its ARN (output `TaskDefinitionArn`).
     pub arn: String,
     /// The decisive container's image in it.
     pub image: Option<String>,
@@ -48,6 +51,8 @@ pub(super) struct Definition {
 /// The revision an attempt runs.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Chosen {
+    /// What RunTask names: the registered ARN, or the configured reference.
+    pub run: String,
     pub arn: String,
     pub image: Option<String>,
     /// The registered image set's digest; `None` for the configured revision.
@@ -56,11 +61,11 @@ pub(super) struct Chosen {
 
 impl Chosen {
     /// The attempt record with its revision.
-    pub fn on(self, record: State) -> State {
+    pub fn on(&self, record: State) -> State {
         State {
-            task_definition: Some(self.arn),
-            image: self.image,
-            image_set: self.image_set,
+            task_definition: Some(self.arn.clone()),
+            image: self.image.clone(),
+            image_set: self.image_set.clone(),
             ..record
         }
     }
@@ -75,17 +80,11 @@ impl Deployment {
         definition: &Definition,
         records: &[State],
     ) -> Result<Chosen, Failure> {
-        if let Some(arn) = &record.task_definition {
-            return Ok(Chosen {
-                arn: arn.clone(),
-                image: record.image.clone(),
-                image_set: record.image_set.clone(),
-            });
-        }
         let spec = match &definition.register {
             Ok(Some(spec)) => spec,
             Ok(None) => {
                 return Ok(Chosen {
+                    run: definition.configured.clone(),
                     arn: definition.arn.clone(),
                     image: definition.image.clone(),
                     image_set: None,
@@ -94,6 +93,7 @@ impl Deployment {
             Err(failure) => return Err(failure.clone()),
         };
         let chosen = |arn: String| Chosen {
+            run: arn.clone(),
             arn,
             image: record
                 .container
@@ -110,28 +110,26 @@ impl Deployment {
             return Ok(chosen(arn));
         }
         let ssm = &inv.clients.ssm;
-        let sp = &self.config.state_parameter;
-        let name = state::claim_name(sp, Claim::Register, record.seq);
-        let value = inv.claim_value();
-        let claimed = state::claim(ssm, sp, Claim::Register, record.seq, &value).await?;
-        let found = if claimed {
-            None
-        } else {
-            state::get(ssm, &name).await?
-        };
-        let mine = claimed || found.as_deref() == Some(value.as_str());
-        if !mine {
-            let ecs = &inv.clients.ecs;
+        let ecs = &inv.clients.ecs;
+        let name = state::claim_name(&self.config.state_parameter, Claim::Register, record.seq);
+        if let Some(other) = state::claim_mine(ssm, &name, &inv.claim_value()).await? {
             if let Some(arn) = revision::find_registered(ecs, spec, &self.id).await? {
                 info!(%arn, "found the revision registered for this attempt");
                 return Ok(chosen(arn));
             }
-            let age = epoch_secs(now()).saturating_sub(claimed_at(found.as_deref()));
-            if age < TAKEOVER_SECS {
+            let age = epoch_secs(now()).saturating_sub(claimed_at(Some(&other)));
+            // One takeover per TAKEOVER_SECS after the claim, each claimed
+            // itself: a taker that dies too is taken over by the next.
+            let takeover = format!("{name}-t{}", age / state::TAKEOVER_SECS);
+            if age < state::TAKEOVER_SECS
+                || state::claim_mine(ssm, &takeover, &inv.claim_value())
+                    .await?
+                    .is_some()
+            {
                 return Err(Failure::Unavailable {
                     api: "ecs:RegisterTaskDefinition",
                     detail: format!(
-                        "another invocation is registering the revision with the pipeline's images for attempt {} ({age}s ago)",
+                        "another invocation is registering the revision with the pipeline's images for attempt {} (claimed {age}s ago); waiting for it",
                         record.attempt
                     ),
                 });

@@ -5,34 +5,41 @@
 //! `UpdateService` takes no client token and every call starts a
 //! deployment, so each is claimed first: `<stateParameter>/roll/<run>-<i>`
 //! ([`state::roll_claim_name`]), created by exactly one invocation of the
-//! action run, whose value starts with the time it was made. The creator
-//! registers the service's revision (found again by its tags if an earlier
-//! try registered it) and sends the update once. Anyone else finding the
-//! claim — a duplicate, a late delivery, a resumption after a crash — takes
-//! the deployment the service started since the claim
-//! ([`roll::deployment_since`]); if there is none yet, the creator may be
-//! sending it right now (wait), or died before it reached ECS (after
-//! [`TAKEOVER_SECS`]: send it). A stage retry is a new run with new claims:
-//! it rolls again, and the migration, already applied, is not run again.
+//! action run, whose value starts with the time it was made. Every
+//! service's revision is planned before the first claim (a bad artifact or
+//! service rolls nothing); the claim's creator registers the revision (or
+//! finds the one registered for the same source and images) and sends the
+//! update once. Anyone else finding the claim — a duplicate, a late
+//! delivery, a resumption after a crash — takes the *oldest* deployment the
+//! service started since the claim ([`roll::deployment_since`]: a rollback
+//! comes after ours); if there is none yet, the creator may be sending it
+//! right now (wait), or died before it reached ECS: after
+//! [`state::TAKEOVER_SECS`], whoever creates the takeover claim sends it.
+//! A stage retry is a new run with new claims: it rolls again, and the
+//! migration, already applied, is not run again.
 //!
 //! The migration's lock was released when the migration ended; rolling
 //! holds nothing.
 
+use std::collections::BTreeMap;
+
 use tracing::{info, warn};
 
-use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later};
+use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, text};
 use crate::artifact;
 use crate::failure::Failure;
-use crate::report::{MAX_SUMMARY, Report, truncate};
-use crate::revision;
-use crate::roll::{self, RollPlan, ServiceView, UpdateSpec};
-use crate::state::{self, claimed_at};
+use crate::report::Report;
+use crate::revision::{self, RegisterSpec};
+use crate::roll::{self, RollFailure, RollPlan, ServiceView, UpdateSpec};
+use crate::state::{self, State, claimed_at};
+use crate::task::Container;
 use crate::token::{Phase, Roll};
 
-/// Age after which a roll claim without a deployment since is abandoned.
-const TAKEOVER_SECS: u64 = 60;
 /// Clock skew allowed between our claim time and ECS's `createdAt`.
 const SKEW_SECS: f64 = 5.0;
+/// A followed deployment ECS does not list yet is waited for this long
+/// after the roll started (DescribeServices is eventually consistent).
+const UNLISTED_GRACE_SECS: u64 = 60;
 /// Busy AWS answers in a row before the roll gives up.
 const MAX_BUSY: u32 = 30;
 
@@ -43,31 +50,31 @@ impl Deployment {
         &self,
         inv: &Invocation<'_>,
         action_job: &str,
+        record: &State,
+        container: &Container,
         report: Report,
     ) -> Result<Report, Failure> {
-        let (
-            Some(_),
-            Report::Succeeded {
-                summary, outputs, ..
-            },
-        ) = (&self.config.deploy, &report)
-        else {
+        let Report::Succeeded { summary, .. } = &report else {
             return Ok(report);
         };
+        if self.config.deploy.is_none() {
+            return Ok(report);
+        }
         let roll = Roll {
             deployment: self.id.clone(),
             action_job: action_job.to_owned(),
+            seq: record.seq,
             followed: Vec::new(),
             started_at: epoch_secs(now()),
-            migration: summary.clone(),
-            outputs: outputs.clone(),
+            logs: container.logs.clone(),
+            already_applied: summary.starts_with(text::ALREADY_APPLIED),
             busy: 0,
         };
         self.roll(inv, roll).await
     }
 
-    /// Starts what is left of the roll's updates, then looks at every
-    /// followed deployment once and reports.
+    /// Makes the updates still to be made, then looks at every followed
+    /// deployment once and reports.
     pub(super) async fn roll(
         &self,
         inv: &Invocation<'_>,
@@ -85,62 +92,50 @@ impl Deployment {
             Err(failure) => return self.roll_later(roll, failure),
         };
         if roll.followed.len() < deploy.services.len() {
-            match self.update_services(inv, &roll.action_job, &views).await {
-                Ok(followed) => roll.followed = followed,
-                Err(failure) => return self.roll_later(roll, failure),
+            if let Err(failure) = self.update_services(inv, &mut roll, &views).await {
+                return self.roll_later(roll, failure);
             }
-            let names: Vec<String> = roll
-                .followed
+            let started: Vec<String> = self
+                .followed(&roll)
                 .iter()
                 .map(|(s, id)| format!("{} ({id})", roll::service_name(s)))
                 .collect();
             return in_progress(
                 Phase::Roll(Roll { busy: 0, ..roll }),
-                truncate(
-                    &format!("Migration done; rolling {}", names.join(", ")),
-                    MAX_SUMMARY,
-                ),
+                format!("Migration done; rolling {}", started.join(", ")),
                 Some(50),
                 None,
             );
         }
+        let followed = self.followed(&roll);
         // The roll's clock starts with the earliest of our start and ECS's
         // `createdAt` of the deployments followed.
         let started_at = views
             .iter()
             .flat_map(|v| &v.deployments)
-            .filter(|d| roll.followed.iter().any(|(_, id)| *id == d.id))
+            .filter(|d| roll.followed.contains(&d.id))
             .filter_map(|d| d.created_at)
             .fold(roll.started_at, |min, at| min.min(at.max(0.0) as u64));
         let now = epoch_secs(now());
-        match roll::plan_roll(
-            &roll.followed,
-            &views,
-            started_at,
-            now,
-            deploy.timeout_seconds,
-        ) {
+        match roll::plan_roll(&followed, &views, started_at, now, deploy.timeout_seconds) {
             RollPlan::Done => {
-                let mut outputs = roll.outputs.clone();
-                outputs.extend(roll::outputs(&roll.followed));
-                info!(followed = ?roll.followed, "roll completed");
-                Ok(Report::Succeeded {
-                    summary: truncate(
-                        &format!(
-                            "{}; then {}",
-                            roll.migration,
-                            roll::done_summary(&roll.followed)
-                        ),
-                        MAX_SUMMARY,
-                    ),
-                    task_arn: outputs.get("TaskArn").cloned(),
-                    outputs,
-                })
+                info!(?followed, "roll completed");
+                self.rolled(inv, &roll, &followed).await
             }
             RollPlan::Wait { progress, percent } => in_progress(
                 Phase::Roll(Roll { busy: 0, ..roll }),
                 roll::progress_summary(&progress),
                 Some(50 + percent / 2),
+                None,
+            ),
+            RollPlan::Failed {
+                deployment_id,
+                why: RollFailure::Gone { .. },
+                ..
+            } if now.saturating_sub(roll.started_at) < UNLISTED_GRACE_SECS => in_progress(
+                Phase::Roll(Roll { busy: 0, ..roll }),
+                format!("Rolling: waiting for ECS to list deployment {deployment_id}"),
+                Some(50),
                 None,
             ),
             RollPlan::Failed {
@@ -170,22 +165,84 @@ impl Deployment {
         }
     }
 
-    /// One `UpdateService` per service of `deploy` in this action run
-    /// (module docs); the `(service, deployment id)` pairs, in order.
+    /// `(service, deployment id)` of the deployments followed so far.
+    fn followed(&self, roll: &Roll) -> Vec<(String, String)> {
+        let services = self.config.deploy.iter().flat_map(|d| &d.services);
+        services
+            .cloned()
+            .zip(roll.followed.iter().cloned())
+            .collect()
+    }
+
+    /// The final success: the migration's (from its record) and the roll's.
+    async fn rolled(
+        &self,
+        inv: &Invocation<'_>,
+        roll: &Roll,
+        followed: &[(String, String)],
+    ) -> Result<Report, Failure> {
+        let sp = &self.config.state_parameter;
+        let record = match state::read(&inv.clients.ssm, sp, roll.seq).await {
+            Ok(record) => record,
+            Err(failure) => return self.roll_later(roll.clone(), failure),
+        };
+        let (mut summary, mut outputs, task_arn) = match record {
+            Some(record) => {
+                let container = Container {
+                    name: record.container.clone().unwrap_or_default(),
+                    logs: roll.logs.clone(),
+                };
+                let report = match roll.already_applied {
+                    true => text::already_applied(&record, &container),
+                    false => text::success(&record, &container, None),
+                };
+                match report {
+                    Report::Succeeded {
+                        summary,
+                        outputs,
+                        task_arn,
+                    } => (summary, outputs, task_arn),
+                    _ => unreachable!("text::success reports success"),
+                }
+            }
+            None => ("Migration finished".to_owned(), BTreeMap::new(), None),
+        };
+        summary.push_str("; then ");
+        summary.push_str(&roll::done_summary(followed));
+        outputs.extend(roll::outputs(followed));
+        Ok(Report::Succeeded {
+            summary,
+            task_arn,
+            outputs,
+        })
+    }
+
+    /// One `UpdateService` per service of `deploy` still to be updated in
+    /// this action run (module docs); each deployment id is pushed to
+    /// `roll.followed` as soon as it is known.
     async fn update_services(
         &self,
         inv: &Invocation<'_>,
-        action_job: &str,
+        roll: &mut Roll,
         views: &[ServiceView],
-    ) -> Result<Vec<(String, String)>, Failure> {
+    ) -> Result<(), Failure> {
         let config = &self.config;
         let services = config
             .deploy
             .as_ref()
             .map(|d| d.services.as_slice())
             .unwrap_or_default();
-        let view_of = |service: &str| {
-            views
+        let ecs = &inv.clients.ecs;
+        let ssm = &inv.clients.ssm;
+        // Everything that can be wrong is found before anything is claimed.
+        let data = &inv.job.data;
+        let artifacts = &data.input_artifacts;
+        let credentials = data.artifact_credentials.as_ref();
+        let images =
+            artifact::resolve(&inv.clients.s3, &config.images, artifacts, credentials).await?;
+        let mut plans: Vec<(&ServiceView, Option<RegisterSpec>)> = Vec::new();
+        for service in &services[roll.followed.len()..] {
+            let view = views
                 .iter()
                 .find(|v| v.name == roll::service_name(service) && v.status == "ACTIVE")
                 .ok_or_else(|| {
@@ -194,88 +251,65 @@ impl Deployment {
                         roll::service_name(service),
                         config.cluster
                     ))
-                })
-        };
-        for service in services {
-            view_of(service)?;
-        }
-        let ssm = &inv.clients.ssm;
-        let mut images = None;
-        let mut followed = Vec::new();
-        for (index, service) in services.iter().enumerate() {
-            let view = view_of(service)?;
-            let name = state::roll_claim_name(&config.state_parameter, action_job, index);
-            let value = inv.claim_value();
-            let claimed = state::put(ssm, &name, &value, false).await?;
-            let found = if claimed {
-                None
-            } else {
-                state::get(ssm, &name).await?
+                })?;
+            let spec = match (&images, &view.task_definition) {
+                (Some(set), Some(current)) => {
+                    let described = revision::describe(ecs, current).await?;
+                    revision::plan_service(&view.name, &described, set, &self.id)?
+                }
+                _ => None,
             };
-            if !claimed && found.as_deref() != Some(value.as_str()) {
-                let since = claimed_at(found.as_deref());
+            plans.push((view, spec));
+        }
+        // Registered in this invocation, by digest: services sharing a
+        // source and images share a revision.
+        let mut registered: BTreeMap<String, String> = BTreeMap::new();
+        for (view, spec) in plans {
+            let index = roll.followed.len();
+            let name = state::roll_claim_name(&config.state_parameter, &roll.action_job, index);
+            if let Some(other) = state::claim_mine(ssm, &name, &inv.claim_value()).await? {
+                let since = claimed_at(Some(&other));
                 if let Some(id) = roll::deployment_since(view, since as f64 - SKEW_SECS) {
-                    followed.push((service.clone(), id));
+                    roll.followed.push(id);
                     continue;
                 }
                 let age = epoch_secs(now()).saturating_sub(since);
-                if age < TAKEOVER_SECS {
+                let takeover = format!("{name}-t{}", age / state::TAKEOVER_SECS);
+                if age < state::TAKEOVER_SECS
+                    || state::claim_mine(ssm, &takeover, &inv.claim_value())
+                        .await?
+                        .is_some()
+                {
                     return Err(Failure::Unavailable {
                         api: "ecs:UpdateService",
                         detail: format!(
-                            "another invocation of this action run is updating service `{}` ({age}s ago)",
+                            "another invocation of this action run is updating service `{}` (claimed {age}s ago); waiting for it",
                             view.name
                         ),
                     });
                 }
                 warn!(service = %view.name, age, "the update claimed for this service never reached ECS; sending it");
             }
-            if images.is_none() {
-                let data = &inv.job.data;
-                let set = artifact::resolve(
-                    &inv.clients.s3,
-                    &config.images,
-                    &data.input_artifacts,
-                    data.artifact_credentials.as_ref(),
-                )
-                .await?;
-                images = Some(set);
-            }
-            let task_definition = match images.as_ref().and_then(Option::as_ref) {
-                Some(set) => self.service_revision(inv, view, set).await?,
+            let task_definition = match spec {
+                Some(spec) => Some(match registered.get(&spec.digest) {
+                    Some(arn) => arn.clone(),
+                    None => {
+                        let arn = match revision::find_registered(ecs, &spec, &self.id).await? {
+                            Some(arn) => arn,
+                            None => revision::register(ecs, &spec).await?,
+                        };
+                        registered.insert(spec.digest.clone(), arn.clone());
+                        arn
+                    }
+                }),
                 None => None,
             };
-            let spec = UpdateSpec::new(&config.cluster, service, task_definition.as_deref());
-            let id = roll::update(&inv.clients.ecs, &spec).await?;
+            let spec = UpdateSpec::new(&config.cluster, &view.name, task_definition.as_deref());
+            let id = roll::update(ecs, &spec).await?;
             info!(service = %view.name, deployment = %id, task_definition = ?task_definition, "service updated");
-            followed.push((service.clone(), id));
+            roll.followed.push(id);
         }
-        Ok(followed)
-    }
-
-    /// The revision a service rolls to: the task definition it runs now
-    /// with the pipeline's images, registered once per deployment and
-    /// image set (shared with the migration's when it is the same task
-    /// definition); `None` when its images are already those.
-    async fn service_revision(
-        &self,
-        inv: &Invocation<'_>,
-        view: &ServiceView,
-        set: &artifact::ImageSet,
-    ) -> Result<Option<String>, Failure> {
-        let ecs = &inv.clients.ecs;
-        let Some(current) = &view.task_definition else {
-            return Ok(None);
-        };
-        let described = revision::describe(ecs, current).await?;
-        let Some(spec) = revision::plan_service(&view.name, &described, set, &self.id)? else {
-            return Ok(None);
-        };
-        if let Some(arn) = revision::find_registered(ecs, &spec, &self.id).await? {
-            info!(%arn, service = %view.name, "reusing the revision registered for these images");
-            return Ok(Some(arn));
-        }
-        revision::register(ecs, &spec).await.map(Some)
+        Ok(())
     }
 
     /// A busy or unanswered AWS call while rolling: try again shortly, up to

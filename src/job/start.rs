@@ -1,6 +1,8 @@
 //! Starting (or resuming) an attempt: plan over the attempt records, claim,
 //! lock, reset, RunTask — each side effect claimed before it is done.
 
+use std::time::Duration;
+
 use tracing::{info, instrument, warn};
 
 use super::plan::{Caller, StartPlan, plan_start};
@@ -95,13 +97,21 @@ impl Deployment {
         );
         let (described, placement, mut records, lock_records, images, legacy) = match read {
             Ok(facts) => facts,
-            Err(failure) => return self.not_now(caller, None, unknown, failure),
+            Err(failure) => return self.not_now(inv, caller, None, unknown, failure).await,
         };
         let container = match task::decisive_container(&described.definition, config) {
             Ok(container) => container,
-            Err(failure) => return self.not_now(caller, None, unknown, failure),
+            Err(failure) => return self.not_now(inv, caller, None, unknown, failure).await,
         };
         let definition = Definition {
+            configured: match &config.task_definition_from_service {
+                Some(_) => described
+                    .definition
+                    .task_definition_arn()
+                    .unwrap_or_default()
+                    .to_owned(),
+                None => config.task_definition.clone(),
+            },
             arn: described
                 .definition
                 .task_definition_arn()
@@ -125,11 +135,13 @@ impl Deployment {
             let record = match plan {
                 StartPlan::Report(record) => {
                     let report = self.report(&record, &container, caller)?;
-                    return self.succeeded(inv, caller.action_job(), report).await;
+                    let run = caller.action_job();
+                    return self.succeeded(inv, run, &record, &container, report).await;
                 }
                 StartPlan::AlreadySucceeded(record) => {
                     let report = text::already_applied(&record, &container);
-                    return self.succeeded(inv, caller.action_job(), report).await;
+                    let run = caller.action_job();
+                    return self.succeeded(inv, run, &record, &container, report).await;
                 }
                 StartPlan::Superseded { latest, unstarted } => {
                     let seq = unstarted.as_ref().map(|r| r.seq);
@@ -138,7 +150,7 @@ impl Deployment {
                         .await;
                     return match done {
                         Err(busy @ Failure::Unavailable { .. }) => {
-                            self.not_now(caller, seq, unknown, busy)
+                            self.not_now(inv, caller, seq, unknown, busy).await
                         }
                         other => other,
                     };
@@ -160,7 +172,9 @@ impl Deployment {
                     // A bad artifact fails the action before anything is
                     // claimed, registered or run.
                     if let Err(failure) = &definition.register {
-                        return self.not_now(caller, None, unknown, failure.clone());
+                        return self
+                            .not_now(inv, caller, None, unknown, failure.clone())
+                            .await;
                     }
                     let reruns = match rerun_of {
                         Some(failed) => {
@@ -170,7 +184,7 @@ impl Deployment {
                             {
                                 Ok(rerun) => reruns + u32::from(rerun),
                                 Err(failure) => {
-                                    return self.not_now(caller, None, unknown, failure);
+                                    return self.not_now(inv, caller, None, unknown, failure).await;
                                 }
                             }
                         }
@@ -209,12 +223,14 @@ impl Deployment {
                             match state::list(ssm, &config.state_parameter).await {
                                 Ok(now) => records = now,
                                 Err(failure) => {
-                                    return self.not_now(caller, None, unknown, failure);
+                                    return self.not_now(inv, caller, None, unknown, failure).await;
                                 }
                             }
                             continue;
                         }
-                        Err(failure) => return self.not_now(caller, None, unknown, failure),
+                        Err(failure) => {
+                            return self.not_now(inv, caller, None, unknown, failure).await;
+                        }
                     }
                 }
             };
@@ -233,7 +249,7 @@ impl Deployment {
                 "lost the claim of the next attempt to other invocations {MAX_LOST_CLAIMS} times in a row"
             ),
         };
-        self.not_now(caller, None, unknown, lost)
+        self.not_now(inv, caller, None, unknown, lost).await
     }
 
     /// Goes on with an unfinished attempt: watch its task, or take the
@@ -284,6 +300,14 @@ impl Deployment {
             match lock::acquire(clients, lock_name, &me, lock_records).await {
                 Ok(Acquire::Held) => {}
                 Ok(Acquire::Busy(holder)) => {
+                    // Waiters poll less the longer they wait: a jittered
+                    // pause of up to a quarter of the time waited (1–20 s)
+                    // before the token, so that many deployments queued on
+                    // one lock do not spend the account's SSM reads.
+                    let waited =
+                        epoch_secs(now()).saturating_sub(epoch_of(record.started_at.as_deref()));
+                    let cap = Duration::from_secs((waited / 4).clamp(1, 20));
+                    inv.pause(config.wait_seconds, cap).await;
                     let who = holder
                         .map(|h| format!("deployment {} (attempt {})", h.deployment, h.attempt))
                         .unwrap_or_else(|| "another deployment".into());
@@ -297,14 +321,23 @@ impl Deployment {
                         None,
                     );
                 }
-                Err(failure) => return self.not_now(caller, Some(record.seq), unknown, failure),
+                Err(failure) => {
+                    return self
+                        .not_now(inv, caller, Some(record.seq), unknown, failure)
+                        .await;
+                }
             }
         }
 
-        let record = match self.revision(inv, &record, &definition, &records).await {
-            Ok(chosen) => chosen.on(record),
-            Err(failure) if retry_later(&failure).is_some() => {
-                return self.not_now(caller, Some(record.seq), unknown, failure);
+        let chosen = match self.revision(inv, &record, &definition, &records).await {
+            Ok(chosen) => chosen,
+            Err(failure) if retry_later(&failure).is_some() || unknown > 0 => {
+                // Busy AWS — or an earlier RunTask of this attempt whose
+                // outcome is unknown may have started a task: the attempt
+                // and its lock stay as they are.
+                return self
+                    .not_now(inv, caller, Some(record.seq), unknown, failure)
+                    .await;
             }
             Err(failure) => {
                 // Nothing can run for this attempt (a bad artifact, a
@@ -318,19 +351,21 @@ impl Deployment {
                 return Err(failure);
             }
         };
-        let task_definition = record.task_definition.clone().unwrap_or_default();
+        let record = chosen.on(record);
 
         if !config.reset_parameters.is_empty()
             && let Err(failure) = self.reset(inv, &record).await
         {
-            return self.not_now(caller, Some(record.seq), unknown, failure);
+            return self
+                .not_now(inv, caller, Some(record.seq), unknown, failure)
+                .await;
         }
 
         let client_token = task::client_token(&config.state_parameter, &self.id, record.attempt);
         let ran = task::run(
             &clients.ecs,
             config,
-            &task_definition,
+            &chosen.run,
             &container,
             &placement,
             &self.id,
@@ -603,8 +638,9 @@ impl Deployment {
     /// An error before RunTask was answered: transient ones keep the action
     /// in progress (the attempt, if claimed, stays claimed); others fail it.
     /// `claimed` is the attempt claimed so far, if any.
-    fn not_now(
+    async fn not_now(
         &self,
+        inv: &Invocation<'_>,
         caller: Caller<'_>,
         claimed: Option<u64>,
         unknown: u32,
@@ -616,6 +652,11 @@ impl Deployment {
         if unknown + 1 >= MAX_UNKNOWN {
             return Err(failure);
         }
+        // Backpressure: a jittered pause growing with the busy answers in a
+        // row (1 s, 2 s, 4 s … up to 32 s), within what this invocation may
+        // wait, so that a throttled fleet does not come back all at once.
+        let cap = Duration::from_secs(1 << unknown.min(5));
+        inv.pause(self.config.wait_seconds, cap).await;
         let unknown = unknown + 1;
         // Never a final report before a claim: a later copy of this job
         // must find the action run's claim, never start an attempt itself.

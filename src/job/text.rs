@@ -59,12 +59,15 @@ pub fn success(record: &State, container: &Container, duration: Option<u64>) -> 
     }
 }
 
+/// How the summary of an already applied migration starts.
+pub const ALREADY_APPLIED: &str = "Already applied";
+
 /// The success report of a deployment whose migration already succeeded.
 pub fn already_applied(record: &State, container: &Container) -> Report {
     let mut report = success(record, container, None);
     if let Report::Succeeded { summary, .. } = &mut report {
         *summary = format!(
-            "Already applied: deployment {} migrated successfully in attempt {}; not run again (rerun: once)",
+            "{ALREADY_APPLIED}: deployment {} migrated successfully in attempt {}; not run again (rerun: once)",
             record.deployment, record.attempt
         );
     }

@@ -247,13 +247,13 @@ impl Deployment {
             )
         {
             // Recorded before as something else (a start failure, a stop).
-            let report = text::replay(&done, &container)?;
-            return self.succeeded(inv, &watch.action_job, report).await;
+            return text::replay(&done, &container);
         }
         match outcome {
             Outcome::Succeeded { duration } if done.status == Status::Succeeded => {
                 let report = text::success(&done, &container, Some(duration));
-                self.succeeded(inv, &watch.action_job, report).await
+                self.succeeded(inv, &watch.action_job, &done, &container, report)
+                    .await
             }
             Outcome::Failed {
                 exit_code,
@@ -283,7 +283,8 @@ impl Deployment {
             ))),
             _ => {
                 let report = text::replay(&done, &container)?;
-                self.succeeded(inv, &watch.action_job, report).await
+                self.succeeded(inv, &watch.action_job, &done, &container, report)
+                    .await
             }
         }
     }
