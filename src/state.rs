@@ -424,7 +424,7 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
     }
     delete(ssm, &names).await;
     // Roll claims belong to action runs, not attempts: those older than any
-    // delivery that could still arrive (6 h) go with the expired attempts.
+    // delivery that could still arrive go with the expired attempts.
     let cutoff = crate::job::epoch_secs(crate::job::now()).saturating_sub(ROLL_CLAIM_TTL_SECS);
     match children(ssm, &format!("{state_parameter}/roll")).await {
         Ok(claims) => {
@@ -440,8 +440,8 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
 }
 
 /// How long a roll claim is kept: Lambda may deliver an event again up to
-/// 6 h later.
-const ROLL_CLAIM_TTL_SECS: u64 = 6 * 3600;
+/// 6 h later, and a run's later jobs came up to an hour after its claims.
+const ROLL_CLAIM_TTL_SECS: u64 = 7 * 3600;
 
 /// `DeleteParameters` in chunks of ten, best effort (missing names are fine).
 pub async fn delete(ssm: &Client, names: &[String]) {

@@ -25,6 +25,7 @@ async fn twenty_deployments_under_quotas_keep_every_guarantee() {
         bootstrap: bootstrap(),
         step_millis: 300,
         continuation_millis: 300,
+        wait_seconds: 0,
         max_instances: 25,
         start_window: Duration::from_secs(1),
         bound: Duration::from_secs(60),

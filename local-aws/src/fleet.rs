@@ -43,6 +43,9 @@ pub struct FleetConfig {
     pub step_millis: u64,
     /// CodePipeline's pause before the job after a continuation.
     pub continuation_millis: u64,
+    /// The actions' `waitSeconds`: how long an invocation may wait (for its
+    /// task, and backing off while the lock is held or AWS throttles).
+    pub wait_seconds: u64,
     /// Most concurrent function processes.
     pub max_instances: usize,
     /// Starts are spread evenly over this window.
@@ -62,6 +65,7 @@ impl Default for FleetConfig {
             bootstrap: "target/release/migrate-once".into(),
             step_millis: 500,
             continuation_millis: 500,
+            wait_seconds: 0,
             max_instances: 50,
             start_window: Duration::from_secs(1),
             bound: Duration::from_secs(600),
@@ -112,7 +116,7 @@ pub fn scenario(config: &FleetConfig) -> Result<Scenario, String> {
             "deployment": crate::scenario::EXECUTION_ID_VARIABLE,
             "taskDefinition": "app-migrate",
             "network": {"fromService": "app-web"},
-            "waitSeconds": 0,
+            "waitSeconds": config.wait_seconds,
             "stateParameter": state_parameter(f),
             "lock": lock_of(f, config.shared_locks, config.lock_groups),
         });

@@ -10,8 +10,10 @@
 //!
 //! `--quota-scale 0` turns throttling off; `--step-millis` sets the
 //! scripted task step (PENDING, RUNNING, STOPPED); `--continuation-millis`
-//! the pipeline's pause between jobs; `--instances` the most function
-//! processes; `--bound-seconds` how long an action may run.
+//! the pipeline's pause between jobs; `--wait-seconds` the actions'
+//! `waitSeconds` [5] (0: no backoff inside an invocation); `--instances`
+//! the most function processes; `--bound-seconds` how long an action may
+//! run.
 
 use local_aws::fleet::{FleetConfig, run};
 use std::process::ExitCode;
@@ -24,6 +26,7 @@ fn args() -> Result<FleetConfig, String> {
         shared_locks: 50,
         lock_groups: 10,
         bound: Duration::from_secs(1800),
+        wait_seconds: 5,
         ..FleetConfig::default()
     };
     let mut it = std::env::args().skip(1);
@@ -41,6 +44,7 @@ fn args() -> Result<FleetConfig, String> {
             "--instances" => c.max_instances = num(&value)?,
             "--step-millis" => c.step_millis = num(&value)? as u64,
             "--continuation-millis" => c.continuation_millis = num(&value)? as u64,
+            "--wait-seconds" => c.wait_seconds = num(&value)? as u64,
             "--bound-seconds" => c.bound = Duration::from_secs(num(&value)? as u64),
             "--quota-scale" => {
                 let scale: f64 = value
