@@ -288,7 +288,46 @@ fn short(value: &Value) -> String {
     }
 }
 
-/// The S3 client, built once per cold start from the shared SDK
+/// The S3 client, built on first use from the shared SDK configuration
+/// (once per process): the S3 client is the costliest of our clients to
+/// build, and most invocations never read an artifact (every progress
+/// check), so it stays off the cold start.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    sdk: Option<aws_config::SdkConfig>,
+    client: std::sync::Arc<std::sync::OnceLock<aws_sdk_s3::Client>>,
+}
+
+impl S3 {
+    /// Built from `sdk` when first needed.
+    pub fn lazy(sdk: &aws_config::SdkConfig) -> S3 {
+        S3 {
+            sdk: Some(sdk.clone()),
+            client: Default::default(),
+        }
+    }
+
+    /// A client made elsewhere (tests).
+    pub fn ready(client: aws_sdk_s3::Client) -> S3 {
+        S3 {
+            sdk: None,
+            client: std::sync::Arc::new(client.into()),
+        }
+    }
+
+    /// The client.
+    pub fn get(&self) -> &aws_sdk_s3::Client {
+        self.client.get_or_init(|| {
+            s3_client(
+                self.sdk
+                    .as_ref()
+                    .expect("a lazy S3 client has its SDK configuration"),
+            )
+        })
+    }
+}
+
+/// The S3 client, built once per process from the shared SDK
 /// configuration (HTTP stack, retries, timeouts, region). It carries the
 /// function's credentials, but [`read_object`] replaces them on every
 /// request with the job's. `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` are
@@ -394,7 +433,7 @@ where
 /// `Ok(None)` when the task definition runs as it is (`images: false`, or
 /// `"auto"` and no artifact holds an image file).
 pub async fn resolve(
-    s3: &aws_sdk_s3::Client,
+    s3: &S3,
     images: &config::Images,
     artifacts: &[InputArtifact],
     credentials: Option<&ArtifactCredentials>,
@@ -410,7 +449,7 @@ pub async fn resolve(
     };
     for candidate in &plan.candidates {
         let name = &candidate.artifact.name;
-        let bytes = read_object(s3, credentials, &candidate.artifact).await?;
+        let bytes = read_object(s3.get(), credentials, &candidate.artifact).await?;
         if let Some((file, content)) = find_file(name, &bytes, &candidate.files)? {
             return parse(name, &file, &content).map(Some);
         }

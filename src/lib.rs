@@ -64,7 +64,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// S3, to read the input artifact; each request carries the job's
     /// artifact credentials (see [`artifact::read_object`]).
-    pub s3: aws_sdk_s3::Client,
+    pub s3: artifact::S3,
 }
 
 impl Clients {
@@ -75,7 +75,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             pipeline: aws_sdk_codepipeline::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
-            s3: artifact::s3_client(sdk),
+            s3: artifact::S3::lazy(sdk),
         }
     }
 }

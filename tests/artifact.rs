@@ -72,7 +72,7 @@ struct Run {
 async fn resolve(artifacts: Value, images: config::Images) -> Run {
     let scenario = Scenario::from_json(&json!({ "artifacts": artifacts }).to_string()).unwrap();
     let aws = LocalAws::start(scenario).await.unwrap();
-    let s3 = artifact::s3_client(&sdk(&aws).await);
+    let s3 = artifact::S3::lazy(&sdk(&aws).await);
     let job = job(&aws);
     let result = artifact::resolve(
         &s3,
@@ -268,7 +268,7 @@ async fn a_denied_read_is_a_permission_error_naming_s3_get_object_and_the_artifa
     )
     .unwrap();
     let aws = LocalAws::start(scenario).await.unwrap();
-    let s3 = artifact::s3_client(&sdk(&aws).await);
+    let s3 = artifact::S3::lazy(&sdk(&aws).await);
     let job = job(&aws);
     let err = artifact::resolve(
         &s3,
@@ -297,7 +297,7 @@ async fn the_functions_own_credentials_are_denied_on_the_kms_artifact() {
     )
     .unwrap();
     let aws = LocalAws::start(scenario).await.unwrap();
-    let s3 = artifact::s3_client(&sdk(&aws).await);
+    let s3 = artifact::S3::lazy(&sdk(&aws).await);
     let job = job(&aws);
     let own = ArtifactCredentials {
         access_key_id: local_aws::FAKE_ACCESS_KEY_ID.into(),

@@ -332,7 +332,8 @@ impl World {
         );
         let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &[&events]);
         // No job here carries input artifacts: S3 is never called.
-        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]);
+        let s3 =
+            migrate_once::artifact::S3::ready(mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[]));
         Clients {
             ssm,
             ecs,
