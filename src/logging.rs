@@ -17,8 +17,7 @@
 //! checks at TRACE.
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{LevelFilter, filter_fn};
+use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -34,13 +33,14 @@ pub struct Settings {
     /// One JSON object per line (`AWS_LAMBDA_LOG_FORMAT=JSON`), which is
     /// what Lambda's log-level filtering and CloudWatch Logs Insights read.
     pub json: bool,
-    /// `EnvFilter` directives: a bare level, or `RUST_LOG`'s syntax.
+    /// Level directives: a bare level, or `RUST_LOG`'s `target=level` list
+    /// (without span and field filters: [`Targets`], no regex engine).
     pub directives: String,
 }
 
 /// The settings for the environment `env`, the way Lambda's advanced
 /// logging controls mean them: `AWS_LAMBDA_LOG_LEVEL` (TRACE … FATAL,
-/// FATAL being ERROR here) wins; otherwise `RUST_LOG` (any `EnvFilter`
+/// FATAL being ERROR here) wins; otherwise `RUST_LOG` (`target=level`
 /// directives); otherwise INFO. Whatever they say, [`permitted`] still caps
 /// the other crates.
 pub fn settings(env: impl Fn(&str) -> Option<String>) -> Settings {
@@ -89,9 +89,15 @@ pub fn subscriber<W>(settings: &Settings, writer: W) -> impl tracing::Subscriber
 where
     W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
-    let levels = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .parse_lossy(&settings.directives);
+    // Unparsable directives mean INFO; targets not named keep INFO too.
+    let levels = settings
+        .directives
+        .parse::<Targets>()
+        .unwrap_or_default();
+    let levels = match levels.default_level() {
+        Some(_) => levels,
+        None => levels.with_default(LevelFilter::INFO),
+    };
     let cap = filter_fn(|meta: &Metadata<'_>| permitted(meta.target(), meta.level()));
     let text = (!settings.json).then(|| {
         tracing_subscriber::fmt::layer()
