@@ -90,10 +90,7 @@ where
     W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
     // Unparsable directives mean INFO; targets not named keep INFO too.
-    let levels = settings
-        .directives
-        .parse::<Targets>()
-        .unwrap_or_default();
+    let levels = settings.directives.parse::<Targets>().unwrap_or_default();
     let levels = match levels.default_level() {
         Some(_) => levels,
         None => levels.with_default(LevelFilter::INFO),
