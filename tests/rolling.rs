@@ -351,3 +351,44 @@ async fn a_stage_retry_after_a_failed_roll_rolls_again_without_migrating_again()
         .unwrap_or_default();
     assert!(last.contains("Already applied"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_answer_was_lost_is_found_by_looking_never_sent_again() {
+    // web is updated; worker's UpdateService takes effect but its answer is
+    // lost (sent once, no SDK retry): the next continuation keeps web's id
+    // and finds worker's deployment since its claim.
+    let run = Run::start(scenario(
+        &["web", "worker"],
+        json!([{"outcome": "completed", "steps": 2}]),
+        json!([{"outcome": "completed", "steps": 2}]),
+        json!({"faults": [{"operation": "UpdateService", "calls": [2], "fault": "lostAnswer"}]}),
+    ))
+    .await;
+    assert_eq!(
+        run.result.status,
+        ActionStatus::Succeeded,
+        "{}",
+        run.explain()
+    );
+    assert_eq!(
+        run.aws.calls_of("UpdateService").len(),
+        2,
+        "{}",
+        run.explain()
+    );
+    let busy = run
+        .result
+        .reports
+        .iter()
+        .filter_map(|r| r.summary.as_deref())
+        .any(|s| s.contains("AWS is busy"));
+    assert!(busy, "the lost answer was waited out\n{}", run.explain());
+    for service in ["web", "worker"] {
+        assert!(
+            run.result.output_variables[&format!("ServiceDeployment_{service}")]
+                .starts_with("ecs-svc/"),
+            "{}",
+            run.explain()
+        );
+    }
+}
