@@ -5,14 +5,11 @@
 //! deployment and image set, and RunTask runs it. Each test asserts what
 //! the pipeline saw and what ECS ran (`tasks_run`, `revisions`).
 
-use local_aws::{ActionResult, ActionStatus, FunctionHost, LocalAws, PipelineDriver, Scenario};
-use serde_json::{Value, json};
-use std::time::Duration;
+mod action;
 
-fn bootstrap() -> String {
-    std::env::var("MIGRATE_ONCE_BOOTSTRAP")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_migrate-once").to_string())
-}
+use action::{Run, bootstrap, drive};
+use local_aws::{ActionStatus, FunctionHost, LocalAws, Scenario};
+use serde_json::{Value, json};
 
 const FAMILY: &str = "app-migrate";
 const OLD_APP: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1";
@@ -71,45 +68,7 @@ fn definitions(entries: &[(&str, &str)]) -> String {
     Value::Array(list).to_string()
 }
 
-struct Run {
-    aws: LocalAws,
-    host: FunctionHost,
-    result: ActionResult,
-}
-
 impl Run {
-    async fn start(scenario: Scenario) -> Run {
-        let aws = LocalAws::start(scenario).await.unwrap();
-        let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
-        let result = Self::drive(&aws, &host).await;
-        Run { aws, host, result }
-    }
-
-    async fn drive(aws: &LocalAws, host: &FunctionHost) -> ActionResult {
-        let driver = PipelineDriver::new(aws, host);
-        let execution = aws.scenario().execution_id();
-        tokio::time::timeout(Duration::from_secs(40), driver.run(&execution))
-            .await
-            .unwrap_or_else(|_| panic!("the action did not end within 40 s\n{}", host.logs()))
-    }
-
-    fn explain(&self) -> String {
-        let calls: Vec<String> = self.aws.calls().iter().map(|c| c.to_string()).collect();
-        format!(
-            "status {:?}, type {:?}, message {:?}\nreports: {:#?}\ncalls:\n{}\nfunction logs:\n{}",
-            self.result.status,
-            self.result.failure_type,
-            self.result.message,
-            self.result.reports,
-            calls.join("\n"),
-            self.host.logs()
-        )
-    }
-
-    fn output(&self, name: &str) -> Option<&str> {
-        self.result.output_variables.get(name).map(String::as_str)
-    }
-
     fn registered(&self) -> Vec<local_aws::ecs::Revision> {
         self.aws
             .revisions(FAMILY)
@@ -133,7 +92,7 @@ impl Run {
             "{}",
             self.explain()
         );
-        let message = self.result.message.as_deref().unwrap_or_default();
+        let message = self.message();
         for word in words {
             assert!(message.contains(word), "{word:?} not in {message:?}");
         }
@@ -323,7 +282,7 @@ async fn a_denied_read_is_a_permission_error_naming_s3_get_object() {
     .await;
     assert_eq!(run.result.status, ActionStatus::Failed, "{}", run.explain());
     assert_eq!(run.result.failure_type.as_deref(), Some("PermissionError"));
-    let message = run.result.message.clone().unwrap_or_default();
+    let message = run.message();
     assert!(
         message.contains("s3:GetObject") && message.contains("BuildOutput"),
         "{message}"
@@ -409,15 +368,15 @@ async fn a_stage_retry_with_a_new_image_registers_a_new_revision_and_one_with_th
     );
     let aws = LocalAws::start(scenario).await.unwrap();
     let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
-    let first = Run::drive(&aws, &host).await;
+    let first = drive(&aws, &host).await;
     assert_eq!(first.status, ActionStatus::Failed, "{first:?}");
     // The same build again: the same revision.
-    let same = Run::drive(&aws, &host).await;
+    let same = drive(&aws, &host).await;
     assert_eq!(same.status, ActionStatus::Failed, "{same:?}");
     // A fixed build of the same execution's stage: a new revision.
     let fixed = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:3";
     aws.replace_artifact("BuildOutput", &[("imagedefinitions.json", &build(fixed))]);
-    let retry = Run::drive(&aws, &host).await;
+    let retry = drive(&aws, &host).await;
     let run = Run {
         aws,
         host,

@@ -5,14 +5,11 @@
 //! rolled back by the circuit breaker). Each test asserts what the
 //! pipeline saw and what ECS was asked.
 
-use local_aws::{ActionResult, ActionStatus, FunctionHost, LocalAws, PipelineDriver, Scenario};
-use serde_json::{Value, json};
-use std::time::Duration;
+mod action;
 
-fn bootstrap() -> String {
-    std::env::var("MIGRATE_ONCE_BOOTSTRAP")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_migrate-once").to_string())
-}
+use action::{Run, bootstrap, drive};
+use local_aws::{ActionStatus, FunctionHost, LocalAws, Scenario};
+use serde_json::{Value, json};
 
 const NEW_WEB: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:2";
 
@@ -56,45 +53,7 @@ fn scenario(services: &[&str], web: Value, worker: Value, extra: Value) -> Scena
     Scenario::from_json(&scenario.to_string()).unwrap()
 }
 
-struct Run {
-    aws: LocalAws,
-    host: FunctionHost,
-    result: ActionResult,
-}
-
-async fn drive(aws: &LocalAws, host: &FunctionHost) -> ActionResult {
-    let driver = PipelineDriver::new(aws, host);
-    let execution = aws.scenario().execution_id();
-    tokio::time::timeout(Duration::from_secs(40), driver.run(&execution))
-        .await
-        .unwrap_or_else(|_| panic!("the action did not end within 40 s\n{}", host.logs()))
-}
-
 impl Run {
-    async fn start(scenario: Scenario) -> Run {
-        let aws = LocalAws::start(scenario).await.unwrap();
-        let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
-        let result = drive(&aws, &host).await;
-        Run { aws, host, result }
-    }
-
-    fn explain(&self) -> String {
-        let calls: Vec<String> = self.aws.calls().iter().map(|c| c.to_string()).collect();
-        format!(
-            "status {:?}, type {:?}, message {:?}\nreports: {:#?}\ncalls:\n{}\nfunction logs:\n{}",
-            self.result.status,
-            self.result.failure_type,
-            self.result.message,
-            self.result.reports,
-            calls.join("\n"),
-            self.host.logs()
-        )
-    }
-
-    fn message(&self) -> &str {
-        self.result.message.as_deref().unwrap_or_default()
-    }
-
     /// UpdateService requests that reached ECS, per service.
     fn updates(&self, service: &str) -> Vec<Value> {
         self.aws
@@ -159,12 +118,9 @@ async fn a_roll_that_completes_reports_both_phases_and_the_deployment() {
     assert_eq!(updates[0]["taskDefinition"], new.arn.as_str());
     // The migration ran the new image too (its own revision).
     assert_eq!(run.aws.tasks_run()[0].images["app"], NEW_WEB);
-    let id = run.result.output_variables["ServiceDeployment_web"].clone();
+    let id = run.output("ServiceDeployment_web").unwrap_or_default();
     assert!(id.starts_with("ecs-svc/"), "{id}");
-    assert!(
-        run.result.output_variables.contains_key("TaskArn"),
-        "migration outputs kept"
-    );
+    assert!(run.output("TaskArn").is_some(), "migration outputs kept");
     let percents: Vec<i64> = run
         .result
         .reports
