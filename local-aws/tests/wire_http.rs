@@ -65,7 +65,13 @@ async fn malformed_requests_get_an_answer() {
         unknown.error_type().as_deref(),
         Some("UnknownOperationException")
     );
-    let no_target = request(&addr, "GET", "/", &[], "").await.expect("call");
+    // A GET is S3's REST protocol (the artifact store): unsigned, it is
+    // denied as S3 denies it.
+    let unsigned = request(&addr, "GET", "/", &[], "").await.expect("call");
+    assert_eq!(unsigned.status, 403);
+    assert!(unsigned.body.contains("<Code>AccessDenied</Code>"), "{}", unsigned.body);
+    // Anything else without X-Amz-Target is no AWS JSON call.
+    let no_target = request(&addr, "POST", "/", &[], "").await.expect("call");
     assert_eq!(no_target.status, 400);
     let runtime = request(&addr, "GET", "/2018-06-01/runtime/invocation/next", &[], "")
         .await
