@@ -69,7 +69,11 @@ async fn malformed_requests_get_an_answer() {
     // denied as S3 denies it.
     let unsigned = request(&addr, "GET", "/", &[], "").await.expect("call");
     assert_eq!(unsigned.status, 403);
-    assert!(unsigned.body.contains("<Code>AccessDenied</Code>"), "{}", unsigned.body);
+    assert!(
+        unsigned.body.contains("<Code>AccessDenied</Code>"),
+        "{}",
+        unsigned.body
+    );
     // Anything else without X-Amz-Target is no AWS JSON call.
     let no_target = request(&addr, "POST", "/", &[], "").await.expect("call");
     assert_eq!(no_target.status, 400);
