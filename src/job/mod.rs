@@ -37,6 +37,7 @@ use crate::config::{self, Config};
 use crate::event::Job;
 use crate::failure::Failure;
 use crate::report::{self, Report, Sent};
+use crate::state;
 use crate::token::Phase;
 use plan::Caller;
 
@@ -216,6 +217,22 @@ impl Invocation<'_> {
             .subsec_nanos();
         let spread = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
         tokio::time::sleep(budget.mul_f64(f64::from(spread) / 1000.0)).await;
+    }
+
+    /// Whether this invocation takes over claim `name`, which another
+    /// invocation created with `value` and whose side effect cannot be
+    /// seen: only once the claim is [`state::TAKEOVER_SECS`] old, and then
+    /// by creating that generation's takeover claim `<name>-t<k>` (a taker
+    /// that dies too is taken over by the next). Also the claim's age.
+    async fn take_over(&self, name: &str, value: &str) -> Result<(bool, u64), Failure> {
+        let age = epoch_secs(now()).saturating_sub(state::claimed_at(Some(value)));
+        if age < state::TAKEOVER_SECS {
+            return Ok((false, age));
+        }
+        let takeover = format!("{name}-t{}", age / state::TAKEOVER_SECS);
+        let ssm = &self.clients.ssm;
+        let mine = state::claim_mine(ssm, &takeover, &self.claim_value()).await?;
+        Ok((mine.is_none(), age))
     }
 
     /// How long this invocation may keep waiting: `waitSeconds`, bounded by

@@ -26,10 +26,10 @@
 
 use tracing::{info, warn};
 
-use super::{Deployment, Invocation, epoch_secs, now};
+use super::{Deployment, Invocation};
 use crate::failure::Failure;
 use crate::revision::{self, RegisterSpec};
-use crate::state::{self, Claim, State, claimed_at};
+use crate::state::{self, Claim, State};
 
 /// What the attempt runs unless the pipeline's images change it, gathered
 /// before any claim.
@@ -117,15 +117,8 @@ impl Deployment {
                 info!(%arn, "found the revision registered for this attempt");
                 return Ok(chosen(arn));
             }
-            let age = epoch_secs(now()).saturating_sub(claimed_at(Some(&other)));
-            // One takeover per TAKEOVER_SECS after the claim, each claimed
-            // itself: a taker that dies too is taken over by the next.
-            let takeover = format!("{name}-t{}", age / state::TAKEOVER_SECS);
-            if age < state::TAKEOVER_SECS
-                || state::claim_mine(ssm, &takeover, &inv.claim_value())
-                    .await?
-                    .is_some()
-            {
+            let (mine, age) = inv.take_over(&name, &other).await?;
+            if !mine {
                 return Err(Failure::Unavailable {
                     api: "ecs:RegisterTaskDefinition",
                     detail: format!(

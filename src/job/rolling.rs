@@ -273,13 +273,8 @@ impl Deployment {
                     roll.followed.push(id);
                     continue;
                 }
-                let age = epoch_secs(now()).saturating_sub(since);
-                let takeover = format!("{name}-t{}", age / state::TAKEOVER_SECS);
-                if age < state::TAKEOVER_SECS
-                    || state::claim_mine(ssm, &takeover, &inv.claim_value())
-                        .await?
-                        .is_some()
-                {
+                let (mine, age) = inv.take_over(&name, &other).await?;
+                if !mine {
                     return Err(Failure::Unavailable {
                         api: "ecs:UpdateService",
                         detail: format!(
