@@ -9,11 +9,13 @@
 //! reported within the job timeout (20 minutes on AWS) can no longer be
 //! reported.
 
+use crate::clock;
 use crate::scenario::Scenario;
 use crate::wire::{ACCOUNT, ApiError, Input, OpResult, REGION, Violations, epoch};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// The failure types `PutJobFailureResult` accepts.
 pub const FAILURE_TYPES: [&str; 6] = [
@@ -73,7 +75,8 @@ pub struct Job {
     pub continuation_token: Option<String>,
     /// `UserParameters` with variables resolved.
     pub user_parameters: String,
-    /// When the job was created.
+    /// When the job was created (`crate::clock`; its timeout runs from
+    /// here).
     pub created: Instant,
     /// The accepted report.
     pub report: Option<JobReport>,
@@ -117,7 +120,9 @@ pub struct CodePipeline {
     scenario: Scenario,
     origin: Instant,
     created: SystemTime,
-    jobs: HashMap<String, Job>,
+    jobs: BTreeMap<String, Job>,
+    /// Ids of the reported jobs, in the order the reports were accepted.
+    reported: Vec<String>,
     executions: Vec<Execution>,
     retries: Vec<StageRetry>,
     job_timeout: Duration,
@@ -154,7 +159,7 @@ fn length(v: &mut Violations, value: &str, field: &str, min: usize, max: usize) 
 impl CodePipeline {
     /// CodePipeline as the scenario describes it.
     pub fn new(scenario: &Scenario, origin: Instant) -> Self {
-        let now = SystemTime::now();
+        let now = clock::now();
         let executions = scenario
             .pipeline
             .executions
@@ -179,7 +184,8 @@ impl CodePipeline {
             scenario: scenario.clone(),
             origin,
             created: now - Duration::from_secs(30 * 86_400),
-            jobs: HashMap::new(),
+            jobs: BTreeMap::new(),
+            reported: Vec::new(),
             executions,
             retries: Vec::new(),
             job_timeout: Duration::from_secs(scenario.timing.job_timeout_seconds),
@@ -226,10 +232,13 @@ impl CodePipeline {
                 .get(execution_id)
                 .unwrap_or(&self.scenario.user_parameters)
                 .resolved(execution_id),
-            created: Instant::now(),
+            created: clock::instant(),
             report: None,
         };
-        self.jobs.insert(job.id.clone(), job.clone());
+        if self.jobs.insert(job.id.clone(), job.clone()).is_some() {
+            // A job made again under the same id forgets the old one's report.
+            self.reported.retain(|id| *id != job.id);
+        }
         job
     }
 
@@ -243,15 +252,13 @@ impl CodePipeline {
         self.job_timeout
     }
 
-    /// Every accepted report, oldest first.
+    /// Every accepted report, in the order they were accepted (two reports
+    /// at the same virtual instant keep that order too).
     pub fn reports(&self) -> Vec<JobReport> {
-        let mut r: Vec<JobReport> = self
-            .jobs
-            .values()
-            .filter_map(|j| j.report.clone())
-            .collect();
-        r.sort_by_key(|r| r.at);
-        r
+        self.reported
+            .iter()
+            .filter_map(|id| self.jobs.get(id)?.report.clone())
+            .collect()
     }
 
     /// Every accepted `RetryStageExecution`.
@@ -267,7 +274,7 @@ impl CodePipeline {
     /// Marks the action's stage (and the execution) in progress.
     pub fn start_stage(&mut self, execution_id: &str) {
         let stage = self.scenario.pipeline.stage.clone();
-        let now = SystemTime::now();
+        let now = clock::now();
         match self.executions.iter_mut().find(|e| e.id == execution_id) {
             Some(e) => {
                 e.status = "InProgress".into();
@@ -296,7 +303,7 @@ impl CodePipeline {
             if !succeeded {
                 e.status = "Failed".into();
             }
-            e.updated = SystemTime::now();
+            e.updated = clock::now();
         }
     }
 
@@ -319,6 +326,20 @@ impl CodePipeline {
         }
     }
 
+    /// Time since the control plane started (`crate::clock`).
+    fn since_start(&self) -> Duration {
+        clock::instant().saturating_duration_since(self.origin)
+    }
+
+    /// Records `report` as its job's one report, if the job may still be
+    /// reported ([`Self::job_for_report`]).
+    fn accept(&mut self, report: JobReport) -> OpResult {
+        let id = report.job_id.clone();
+        self.job_for_report(&id)?.report = Some(report);
+        self.reported.push(id);
+        Ok(json!({}))
+    }
+
     fn job_for_report(&mut self, job_id: &str) -> Result<&mut Job, ApiError> {
         let timeout = self.job_timeout;
         let job = self.jobs.get_mut(job_id).ok_or_else(|| {
@@ -332,7 +353,7 @@ impl CodePipeline {
                 ),
             ));
         }
-        if job.created.elapsed() > timeout {
+        if clock::instant().saturating_duration_since(job.created) > timeout {
             return Err(ApiError::client(
                 "InvalidJobStateException",
                 format!(
@@ -441,11 +462,9 @@ impl CodePipeline {
                 "The size of the output variables exceeds the limit of 122880 characters",
             ));
         }
-        let at = self.origin.elapsed();
-        let job = self.job_for_report(job_id)?;
-        job.report = Some(JobReport {
+        self.accept(JobReport {
             job_id: job_id.to_string(),
-            at,
+            at: self.since_start(),
             success: true,
             continuation_token: token.map(str::to_string),
             summary: summary.map(str::to_string),
@@ -454,8 +473,7 @@ impl CodePipeline {
             output_variables: outputs,
             failure_type: None,
             failure_message: None,
-        });
-        Ok(json!({}))
+        })
     }
 
     fn put_job_failure(&mut self, i: Input) -> OpResult {
@@ -485,18 +503,15 @@ impl CodePipeline {
             length(&mut v, x, "failureDetails.externalExecutionId", 1, 1500);
         }
         v.into_result("ValidationException")?;
-        let at = self.origin.elapsed();
-        let job = self.job_for_report(job_id)?;
-        job.report = Some(JobReport {
+        self.accept(JobReport {
             job_id: job_id.to_string(),
-            at,
+            at: self.since_start(),
             success: false,
             external_execution_id: external.map(str::to_string),
             failure_type: Some(kind.to_string()),
             failure_message: Some(message.to_string()),
             ..Default::default()
-        });
-        Ok(json!({}))
+        })
     }
 
     fn pipeline_arn(&self) -> String {
@@ -720,13 +735,13 @@ impl CodePipeline {
                 ));
             }
         }
-        let at = self.origin.elapsed();
+        let at = self.since_start();
         if let Some(e) = self.executions.iter_mut().find(|e| e.id == execution_id) {
             e.stage_status
                 .insert(stage.to_string(), "InProgress".into());
             e.status = "InProgress".into();
             e.retrying = true;
-            e.updated = SystemTime::now();
+            e.updated = clock::now();
         }
         self.retries.push(StageRetry {
             pipeline: name.to_string(),
@@ -760,7 +775,7 @@ mod tests {
                  "pipeline": {"executions": [{"id": "old", "status": "Failed", "stageStatus": "Failed", "startedSecondsAgo": 600}]}}"##,
         )
         .unwrap();
-        CodePipeline::new(&scenario, Instant::now())
+        CodePipeline::new(&scenario, clock::instant())
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::codepipeline::JobReport;
 use crate::pipeline_driver::{ActionEvent, ActionResult, ActionStatus, Observer};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Output variables in the order a reader wants them; others follow.
 const VARIABLE_ORDER: [&str; 6] = [
@@ -93,7 +94,7 @@ impl Console {
     pub fn new(color: bool) -> Self {
         Console {
             color,
-            started: Mutex::new(Instant::now()),
+            started: Mutex::new(crate::clock::instant()),
         }
     }
 
@@ -111,7 +112,10 @@ impl Console {
     }
 
     fn elapsed(&self) -> Duration {
-        self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
+        self.started
+            .lock()
+            .map(|s| crate::clock::instant().saturating_duration_since(*s))
+            .unwrap_or_default()
     }
 
     /// The lines for one event (empty for events a person would not see).
@@ -125,7 +129,7 @@ impl Console {
                 execution_id,
             } => {
                 if let Ok(mut started) = self.started.lock() {
-                    *started = Instant::now();
+                    *started = crate::clock::instant();
                 }
                 format!(
                     "{} {}   {}\n",

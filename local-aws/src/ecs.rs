@@ -14,7 +14,7 @@ use crate::ecs_task::{RunParameters, Task};
 use crate::scenario::{Scenario, ServiceSpec, TaskDefinitionSpec, TaskOutcome};
 use crate::wire::{ACCOUNT, ApiError, Input, OpResult, REGION, epoch};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 /// One task's place on the timeline, for overlap assertions.
@@ -63,7 +63,7 @@ pub struct Ecs {
     services: Vec<ServiceSpec>,
     outcomes: VecDeque<TaskOutcome>,
     tasks: Vec<Task>,
-    tokens: HashMap<String, TokenUse>,
+    tokens: BTreeMap<String, TokenUse>,
     registered_at: SystemTime,
     rolls: crate::ecs_service::Services,
 }
@@ -128,8 +128,8 @@ impl Ecs {
             services: scenario.services.clone(),
             outcomes: scenario.tasks.iter().cloned().collect(),
             tasks: Vec::new(),
-            tokens: HashMap::new(),
-            registered_at: SystemTime::now() - Duration::from_secs(86_400),
+            tokens: BTreeMap::new(),
+            registered_at: crate::clock::now() - Duration::from_secs(86_400),
             rolls: Default::default(),
         };
         ecs.rolls = crate::ecs_service::Services::new(&scenario.services, |s| {
@@ -143,9 +143,10 @@ impl Ecs {
         &self.tasks
     }
 
-    /// The timeline of every task, relative to `origin`.
-    pub fn timeline(&mut self, origin: std::time::Instant) -> Vec<TaskTimeline> {
-        let rel = |i: std::time::Instant| i.saturating_duration_since(origin);
+    /// The timeline of every task, relative to `origin` (a
+    /// [`crate::clock::instant`]).
+    pub fn timeline(&mut self, origin: tokio::time::Instant) -> Vec<TaskTimeline> {
+        let rel = |i: tokio::time::Instant| i.saturating_duration_since(origin);
         self.tasks
             .iter_mut()
             .map(|t| {
@@ -236,7 +237,7 @@ impl Ecs {
                 o.insert("networkMode".into(), json!(td.network_mode));
                 o.insert("compatibilities".into(), json!(["EC2", "FARGATE"]));
                 o.insert("requiresAttributes".into(), json!([]));
-                o.insert("registeredAt".into(), epoch(SystemTime::now()));
+                o.insert("registeredAt".into(), epoch(crate::clock::now()));
                 o.insert(
                     "registeredBy".into(),
                     json!(format!(

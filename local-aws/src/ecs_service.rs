@@ -9,7 +9,7 @@
 //! `PRIMARY` deployment (`ecs-svc/<19 digits>`, `IN_PROGRESS`, 0 running);
 //! the one before becomes `ACTIVE`. The new deployment takes the service's
 //! next scripted [`RolloutSpec`] and moves one step per `DescribeServices`
-//! that names the service (or per `stepMillis` of wall-clock time):
+//! that names the service (or per `stepMillis` of `crate::clock` time):
 //!
 //! - `completed`: running grows to `desiredCount` over `steps`; at the last
 //!   step `COMPLETED`, the older deployments are drained and gone.
@@ -24,12 +24,14 @@
 //!
 //! Service events are listed newest first, as ECS does.
 
+use crate::clock;
 use crate::scenario::ServiceSpec;
 use crate::wire::{ACCOUNT, ApiError, Input, OpResult, REGION, epoch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 /// How one deployment started by `UpdateService` rolls out (scenario field
 /// `services[].rollouts[]`, one per `UpdateService` in order; when they
@@ -44,7 +46,8 @@ pub struct RolloutSpec {
     /// ends; at least 1.
     #[serde(default = "default_steps")]
     pub steps: u32,
-    /// One step per this many milliseconds of wall-clock time instead.
+    /// One step per this many milliseconds (of `crate::clock` time)
+    /// instead.
     #[serde(default)]
     pub step_millis: Option<u64>,
     /// `rolloutStateReason` of a failed deployment [ECS deployment circuit
@@ -165,7 +168,7 @@ impl Services {
     /// `task_definition(spec)` (the resolved ARN of its task definition).
     pub fn new(specs: &[ServiceSpec], task_definition: impl Fn(&ServiceSpec) -> String) -> Self {
         // The running deployment was made long before the test.
-        let now = SystemTime::now() - std::time::Duration::from_secs(86_400);
+        let now = clock::now() - std::time::Duration::from_secs(86_400);
         let services = specs
             .iter()
             .map(|s| {
@@ -301,12 +304,12 @@ impl Service {
 
     fn event(&mut self, message: String) {
         self.events
-            .insert(0, (crate::ids::uuid(), SystemTime::now(), message));
+            .insert(0, (crate::ids::uuid(), clock::now(), message));
         self.events.truncate(100);
     }
 
     fn start_deployment(&mut self, task_definition: String) {
-        let now = SystemTime::now();
+        let now = clock::now();
         let previous = self.primary().map(|d| d.id.clone());
         for d in &mut self.deployments {
             if d.status == "PRIMARY" {
@@ -333,7 +336,7 @@ impl Service {
                 updated_at: now,
                 script: Some(Script {
                     spec,
-                    started: Instant::now(),
+                    started: clock::instant(),
                     observations: 0,
                     applied: 0,
                     previous,
@@ -364,7 +367,10 @@ impl Service {
                     }
                     match script.spec.step_millis {
                         Some(ms) if ms > 0 => {
-                            (script.started.elapsed().as_millis() / u128::from(ms)) as u32
+                            (clock::instant()
+                                .saturating_duration_since(script.started)
+                                .as_millis()
+                                / u128::from(ms)) as u32
                         }
                         _ => script.observations,
                     }
@@ -381,7 +387,7 @@ impl Service {
 
     /// Step `step` (1-based) of deployment `id`'s rollout.
     fn step(&mut self, id: &str, step: u32, script: &Script) {
-        let now = SystemTime::now();
+        let now = clock::now();
         let steps = script.spec.steps.max(1);
         let name = self.name.clone();
         let Some(index) = self.deployments.iter().position(|d| d.id == id) else {

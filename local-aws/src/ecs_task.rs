@@ -1,18 +1,25 @@
 //! One scripted ECS task: its lifecycle, its stop, and its JSON shape.
 //!
 //! A task walks through its scenario timeline (`PROVISIONING → PENDING →
-//! RUNNING …`) one step per `DescribeTasks` that includes it, or by
-//! wall-clock time when the outcome sets `stepMillis`; after the last step it
-//! is `STOPPED` with the scripted stop code, reason and exit codes. A
-//! `StopTask` makes the next observation `STOPPED` with `UserInitiated`.
+//! RUNNING …`) one step per `DescribeTasks` that includes it, or by time
+//! ([`crate::clock`]) when the outcome sets `stepMillis`; after the last
+//! step it is `STOPPED` with the scripted stop code, reason and exit codes.
+//! A `StopTask` makes the next observation `STOPPED` with `UserInitiated`.
 //! The instants of creation, first `RUNNING`, stop request and `STOPPED` are
 //! kept so a test can prove that no two migrations overlapped.
 
+use crate::clock;
 use crate::scenario::{TaskDefinitionSpec, TaskOutcome};
 use crate::wire::epoch;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// Time since `at` on [`crate::clock`].
+fn since(at: Instant) -> Duration {
+    clock::instant().saturating_duration_since(at)
+}
 
 /// What `RunTask` asked for, echoed by `DescribeTasks`.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +76,8 @@ pub struct Task {
     pub job_id: Option<String>,
     /// `createdAt` as reported (already shifted by `createdSecondsAgo`).
     pub created_at: SystemTime,
-    /// Creation instant (real, unshifted), for the overlap timeline.
+    /// Creation instant (`crate::clock`, unshifted), for the overlap
+    /// timeline.
     pub created_instant: Instant,
     observations: usize,
     version: i64,
@@ -96,7 +104,7 @@ impl Task {
         params: RunParameters,
         job_id: Option<String>,
     ) -> Task {
-        let now = SystemTime::now();
+        let now = clock::now();
         let created_at = now
             .checked_sub(Duration::from_secs(outcome.created_seconds_ago))
             .unwrap_or(now);
@@ -112,7 +120,7 @@ impl Task {
             params,
             job_id,
             created_at,
-            created_instant: Instant::now(),
+            created_instant: clock::instant(),
             observations: 0,
             version: 1,
             container_ids: Vec::new(),
@@ -152,9 +160,7 @@ impl Task {
 
     fn step_index(&self) -> usize {
         match self.outcome.step_millis {
-            Some(ms) if ms > 0 => {
-                (self.created_instant.elapsed().as_millis() / ms as u128) as usize
-            }
+            Some(ms) if ms > 0 => (since(self.created_instant).as_millis() / ms as u128) as usize,
             _ => self.observations,
         }
     }
@@ -172,7 +178,7 @@ impl Task {
         let delay = self.stop_delay();
         let stop_due = match (&self.stop_requested, self.outcome.step_millis) {
             (None, _) => false,
-            (Some((_, _, at)), _) if !delay.is_zero() => at.elapsed() >= delay,
+            (Some((_, _, at)), _) if !delay.is_zero() => since(*at) >= delay,
             (Some(_), Some(_)) => true,
             (Some(_), None) => observed,
         };
@@ -217,7 +223,7 @@ impl Task {
                 exit_codes,
             });
         } else if self.last_status() == "RUNNING" && self.started.is_none() {
-            self.started = Some((SystemTime::now(), Instant::now()));
+            self.started = Some((clock::now(), clock::instant()));
         }
         if self.last_status() != before {
             self.version += 1;
@@ -231,7 +237,7 @@ impl Task {
             Some((_, wall, instant)) if !self.stop_delay().is_zero() => {
                 (*wall + self.stop_delay(), *instant + self.stop_delay())
             }
-            _ => (SystemTime::now(), Instant::now()),
+            _ => (clock::now(), clock::instant()),
         };
         self.stopped = Some((stopped, at.0, at.1));
     }
@@ -254,7 +260,7 @@ impl Task {
     /// Records a `StopTask` (the first reason wins, as in ECS).
     pub fn request_stop(&mut self, reason: &str) {
         if self.stopped.is_none() && self.stop_requested.is_none() {
-            self.stop_requested = Some((reason.to_string(), SystemTime::now(), Instant::now()));
+            self.stop_requested = Some((reason.to_string(), clock::now(), clock::instant()));
             self.version += 1;
         }
     }

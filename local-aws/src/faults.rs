@@ -8,7 +8,7 @@
 
 use crate::scenario::{Fault, FaultRule};
 use crate::wire::{ACCOUNT, ApiError, REGION};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// The AWS services the control plane speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,7 +76,7 @@ impl std::fmt::Display for Service {
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Vec<FaultRule>,
-    counts: HashMap<String, u32>,
+    counts: BTreeMap<String, u32>,
 }
 
 impl Faults {
@@ -84,7 +84,7 @@ impl Faults {
     pub fn new(rules: Vec<FaultRule>) -> Self {
         Faults {
             rules,
-            counts: HashMap::new(),
+            counts: BTreeMap::new(),
         }
     }
 

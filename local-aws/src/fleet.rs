@@ -431,6 +431,8 @@ pub async fn run(config: &FleetConfig) -> Result<FleetReport, String> {
         .map_err(|e| format!("cannot start the control plane: {e}"))?;
     let host = FunctionHost::for_scenario(&aws, &config.bootstrap)
         .map_err(|e| format!("{}: {e}", config.bootstrap))?;
+    // Real time on purpose: the report's `wall-clock` figure is how long
+    // the machine took, whatever clock the control plane runs on.
     let wall = std::time::Instant::now();
     let n = config.deployments;
     let gap = config

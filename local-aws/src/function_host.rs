@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -228,7 +228,7 @@ impl Drop for FunctionHost {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
+    crate::clock::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
@@ -522,7 +522,10 @@ impl HostInner {
         mut kill_rx: mpsc::UnboundedReceiver<KillRequest>,
     ) {
         let status = loop {
+            // `biased`: an exit already seen wins over a kill request, and
+            // the choice does not depend on tokio's select RNG.
             tokio::select! {
+                biased;
                 status = child.wait() => break status,
                 request = kill_rx.recv() => match request {
                     Some(ack) => {

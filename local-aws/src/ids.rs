@@ -1,16 +1,33 @@
 //! Identifiers that look like AWS's: job ids (UUIDs), task ids (32 hex
 //! digits), X-Ray trace ids.
 //!
-//! They are unique within a process (a counter mixed by splitmix64, seeded
-//! from the clock), so two control planes in one test binary never hand out
-//! the same job id, and a test failure names ids a person can grep for.
+//! By default they are unique within a process (a counter mixed by
+//! splitmix64, seeded from the clock and the process id), so two control
+//! planes in one test binary never hand out the same job id, and a test
+//! failure names ids a person can grep for.
+//!
+//! A simulator wants the opposite: the same ids on every run of a schedule.
+//! [`reseed`] gives the calling thread its own seed and counter, which then
+//! override the process-wide ones for every id made on that thread (a
+//! `current_thread` runtime makes all of a world's ids there), so the ids
+//! are a function of the seed and the order of the calls alone.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn seed() -> u64 {
+thread_local! {
+    /// `(seed, next counter)` after [`reseed`] on this thread.
+    static SEEDED: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// The process-wide seed, read once from the real clock (not
+/// `crate::clock`: under a simulator's virtual time every process would
+/// start from the same instant, and uniqueness across processes is the
+/// point of this seed).
+fn process_seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SEED.get_or_init(|| {
         let nanos = SystemTime::now()
@@ -21,6 +38,20 @@ fn seed() -> u64 {
     })
 }
 
+/// Makes every id handed out on this thread from now on a function of
+/// `seed` and the number of ids made since: the same seed, the same calls
+/// in the same order, the same ids. Other threads keep their own (or the
+/// process-wide) sequence. Calling it again restarts the sequence.
+pub fn reseed(seed: u64) {
+    SEEDED.set(Some((seed, 0)));
+}
+
+/// Returns this thread to the process-wide sequence (unique across control
+/// planes again).
+pub fn unseed() {
+    SEEDED.set(None);
+}
+
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -29,8 +60,14 @@ fn splitmix64(mut x: u64) -> u64 {
 }
 
 fn next_u64() -> u64 {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    splitmix64(seed().wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D)))
+    let (seed, n) = match SEEDED.get() {
+        Some((seed, n)) => {
+            SEEDED.set(Some((seed, n.wrapping_add(1))));
+            (seed, n)
+        }
+        None => (process_seed(), COUNTER.fetch_add(1, Ordering::Relaxed)),
+    };
+    splitmix64(seed.wrapping_add(n.wrapping_mul(0x2545_F491_4F6C_DD1D)))
 }
 
 /// 32 lowercase hex digits, the shape of an ECS task id.
@@ -55,7 +92,7 @@ pub fn uuid() -> String {
 /// An X-Ray trace header value as Lambda hands it to the runtime
 /// (`Root=1-<epoch hex>-<24 hex>;Parent=<16 hex>;Sampled=0`).
 pub fn trace_id() -> String {
-    let secs = SystemTime::now()
+    let secs = crate::clock::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
@@ -91,5 +128,26 @@ mod tests {
         let t = trace_id();
         assert!(t.starts_with("Root=1-"));
         assert!(trace_root(&t).is_some_and(|r| r.len() == 35));
+    }
+
+    #[test]
+    fn a_reseeded_thread_repeats_its_ids_and_others_do_not_follow() {
+        reseed(7);
+        let first = (uuid(), hex32(), trace_id());
+        reseed(7);
+        let again = (uuid(), hex32(), trace_id());
+        assert_eq!((&first.0, &first.1), (&again.0, &again.1));
+        assert_eq!(
+            trace_root(&first.2).map(|r| &r[11..]),
+            trace_root(&again.2).map(|r| &r[11..])
+        );
+        let elsewhere = std::thread::spawn(uuid).join().expect("thread ran");
+        reseed(8);
+        let other_seed = uuid();
+        unseed();
+        let unseeded = uuid();
+        for id in [&elsewhere, &other_seed, &unseeded] {
+            assert_ne!(id, &first.0);
+        }
     }
 }

@@ -45,6 +45,7 @@
 //! - [`http_client`] — a tiny HTTP client for tests of this crate.
 //! - [`ids`] — AWS-shaped ids.
 
+pub mod clock;
 pub mod codepipeline;
 pub mod console;
 pub mod ecs;

@@ -163,7 +163,7 @@ fn get_log_events(i: Input, definitions: &[TaskDefinitionSpec], tasks: &[Task]) 
         None if from_head => (0, limit.min(len)),
         None => (len.saturating_sub(limit), len),
     };
-    let ingestion = millis(SystemTime::now());
+    let ingestion = millis(crate::clock::now());
     let page: Vec<Value> = events[start..end]
         .iter()
         .map(|e| {

@@ -18,9 +18,9 @@ use crate::server::LocalAws;
 use crate::wire::{ACCOUNT, epoch};
 use crate::world::{World, lock};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// How an action execution ended.
@@ -144,7 +144,7 @@ impl PipelineDriver {
 
     /// The job event Lambda receives, as CodePipeline sends it.
     pub fn job_event(&self, job: &Job) -> Value {
-        let expiration = epoch(SystemTime::now() + Duration::from_secs(3600));
+        let expiration = epoch(crate::clock::now() + Duration::from_secs(3600));
         let mut data = json!({
             "actionConfiguration": {"configuration": {
                 "FunctionName": self.world.scenario.function.name,
@@ -175,7 +175,7 @@ impl PipelineDriver {
     /// Runs one action execution of pipeline execution `execution_id` to
     /// its end.
     pub async fn run(&self, execution_id: &str) -> ActionResult {
-        let started = Instant::now();
+        let started = crate::clock::instant();
         let p = &self.world.scenario.pipeline;
         self.emit(ActionEvent::Started {
             pipeline: p.name.clone(),
@@ -237,7 +237,7 @@ impl PipelineDriver {
             }
         }
         lock(&self.world.pipeline).finish_stage(execution_id, status == ActionStatus::Succeeded);
-        let job_set: HashSet<&String> = jobs.iter().collect();
+        let job_set: BTreeSet<&String> = jobs.iter().collect();
         let task_arns = lock(&self.world.ecs)
             .tasks()
             .iter()
@@ -259,7 +259,7 @@ impl PipelineDriver {
             jobs,
             task_arns,
             invocations,
-            elapsed: started.elapsed(),
+            elapsed: crate::clock::instant().saturating_duration_since(started),
         };
         self.emit(ActionEvent::Finished(Box::new(result.clone())));
         result
@@ -309,7 +309,7 @@ impl PipelineDriver {
     ) {
         let mut changed = self.world.pipeline_changed.subscribe();
         let timeout = lock(&self.world.pipeline).job_timeout();
-        let deadline = tokio::time::Instant::from_std(job.created + timeout);
+        let deadline = job.created + timeout;
         let report = || {
             lock(&self.world.pipeline)
                 .job(&job.id)
@@ -328,7 +328,11 @@ impl PipelineDriver {
                     None,
                 );
             };
+            // `biased`: when several are ready at one (virtual) instant, a
+            // report wins over the deliveries ending, and both over the
+            // deadline, on every run (an unbiased select picks at random).
             tokio::select! {
+                biased;
                 _ = changed.changed() => {}
                 joined = handle => {
                     *deliveries = None;

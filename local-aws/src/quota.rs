@@ -38,7 +38,7 @@
 use crate::faults::Service;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// One bucket's configuration: sustained `rate` (tokens per second) and
 /// `burst` (bucket capacity).
@@ -214,8 +214,8 @@ impl Throttle {
         }
     }
 
-    /// Whether a call of `operation` may proceed now (taking a token), or is
-    /// throttled.
+    /// Whether a call of `operation` may proceed at `now` (a
+    /// [`crate::clock::instant`]), taking a token, or is throttled.
     pub fn admit(&mut self, service: Service, operation: &str, now: Instant) -> bool {
         let Some(bucket) = bucket_of(service, operation) else {
             return true;
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn no_quotas_never_throttle() {
         let mut t = Throttle::new(Quotas::default());
-        let now = Instant::now();
+        let now = crate::clock::instant();
         assert!((0..1000).all(|_| t.admit(Service::Ssm, "GetParameter", now)));
     }
 
@@ -274,7 +274,7 @@ mod tests {
             }),
             ..Quotas::default()
         });
-        let t0 = Instant::now();
+        let t0 = crate::clock::instant();
         let admitted = (0..10)
             .filter(|_| t.admit(Service::Ssm, "PutParameter", t0))
             .count();

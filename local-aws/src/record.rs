@@ -4,18 +4,20 @@
 
 use crate::faults::Service;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// One AWS API call as the control plane saw it.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
     /// Position in the log, from 1.
     pub seq: usize,
-    /// Time since the control plane started.
+    /// Time since the control plane started (`crate::clock`: virtual under
+    /// a simulator).
     pub at: Duration,
-    /// Wall-clock time of the call.
+    /// Wall-clock time of the call (`crate::clock::now`).
     pub wall: SystemTime,
     /// Which service.
     pub service: Service,
@@ -92,7 +94,7 @@ pub struct Recorder {
     started: Instant,
     calls: Mutex<Vec<CallRecord>>,
     deliveries: Mutex<Vec<DeliveryRecord>>,
-    trace_jobs: Mutex<HashMap<String, String>>,
+    trace_jobs: Mutex<BTreeMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,19 +102,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Recorder {
-    /// An empty log whose clock starts now.
+    /// An empty log whose clock starts at `started` (a `crate::clock`
+    /// instant).
     pub fn new(started: Instant) -> Self {
         Recorder {
             started,
             calls: Mutex::new(Vec::new()),
             deliveries: Mutex::new(Vec::new()),
-            trace_jobs: Mutex::new(HashMap::new()),
+            trace_jobs: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Time since the control plane started.
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        crate::clock::instant().saturating_duration_since(self.started)
     }
 
     /// Appends a call; `seq` and `at` are filled in here.

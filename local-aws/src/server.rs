@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -285,7 +284,7 @@ impl LocalAws {
     /// Writes an SSM parameter behind the function's back (e.g. a stale
     /// lock left by a previous run).
     pub fn put_parameter(&self, name: &str, value: &str) {
-        lock(&self.world.ssm).seed(name, value, "String", SystemTime::now());
+        lock(&self.world.ssm).seed(name, value, "String", crate::clock::now());
     }
 
     /// Creates a CodePipeline job for `execution_id` the way the pipeline

@@ -6,6 +6,7 @@
 //! body, count the call and pick its fault, dispatch to the service, record
 //! it, and — for `crash` — kill the caller before the answer goes out.
 
+use crate::clock;
 use crate::codepipeline::CodePipeline;
 use crate::ecs::Ecs;
 use crate::faults::{Faults, Service, fault_error};
@@ -16,7 +17,6 @@ use crate::ssm::Ssm;
 use crate::wire::{ApiError, OpResult};
 use serde_json::{Value, json};
 use std::sync::{Mutex, MutexGuard, Weak};
-use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 /// An answer to an AWS call, ready to be put on the wire.
@@ -36,7 +36,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Everything the control plane knows.
 pub(crate) struct World {
     pub scenario: Scenario,
-    pub origin: Instant,
+    /// When the control plane started (`crate::clock`).
+    pub origin: tokio::time::Instant,
     pub ssm: Mutex<Ssm>,
     pub ecs: Mutex<Ecs>,
     pub pipeline: Mutex<CodePipeline>,
@@ -55,9 +56,9 @@ pub(crate) struct World {
 
 impl World {
     pub fn new(scenario: Scenario) -> World {
-        let origin = Instant::now();
+        let origin = clock::instant();
         let mut ssm = Ssm::default();
-        let now = SystemTime::now();
+        let now = clock::now();
         for p in &scenario.parameters {
             ssm.seed(&p.name, &p.value_text(), &p.kind, now);
         }
@@ -85,7 +86,7 @@ impl World {
         job: Option<&str>,
     ) -> OpResult {
         match service {
-            Service::Ssm => lock(&self.ssm).handle(operation, input, SystemTime::now()),
+            Service::Ssm => lock(&self.ssm).handle(operation, input, clock::now()),
             Service::Ecs => lock(&self.ecs).handle(operation, input, job),
             Service::CodePipeline => lock(&self.pipeline).handle(operation, input),
             Service::Logs => crate::logs::handle(
@@ -138,7 +139,7 @@ impl World {
             .as_deref()
             .and_then(|t| self.recorder.job_for_trace(t));
         let throttled =
-            fault.is_none() && !lock(&self.throttle).admit(service, operation, Instant::now());
+            fault.is_none() && !lock(&self.throttle).admit(service, operation, clock::instant());
         let result = match fault {
             _ if throttled => Err(fault_error(Fault::Throttle, service, operation)),
             Some(Fault::LostAnswer) => self
@@ -165,7 +166,7 @@ impl World {
         if self.echo {
             eprintln!(
                 "[local-aws {:>8.3}s] {service} {operation}#{call_number} → {}{}",
-                self.origin.elapsed().as_secs_f64(),
+                self.recorder.elapsed().as_secs_f64(),
                 answer.status,
                 error
                     .as_deref()
@@ -176,7 +177,7 @@ impl World {
         self.recorder.push_call(CallRecord {
             seq: 0,
             at: self.recorder.elapsed(),
-            wall: SystemTime::now(),
+            wall: clock::now(),
             service,
             operation: operation.to_string(),
             call_number,
@@ -241,7 +242,7 @@ impl World {
         if self.echo {
             eprintln!(
                 "[local-aws {:>8.3}s] S3 {operation}#{call_number} {} → {}",
-                self.origin.elapsed().as_secs_f64(),
+                self.recorder.elapsed().as_secs_f64(),
                 request.path,
                 reply.status
             );
@@ -249,7 +250,7 @@ impl World {
         self.recorder.push_call(CallRecord {
             seq: 0,
             at: self.recorder.elapsed(),
-            wall: SystemTime::now(),
+            wall: clock::now(),
             service: Service::S3,
             operation: operation.to_string(),
             call_number,
