@@ -43,7 +43,8 @@
 //! `GetParameter` more for the holder's record and one per poll.
 
 use std::ffi::OsString;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -397,7 +398,7 @@ impl Holder {
         Holder {
             host,
             pid: std::process::id(),
-            started_at: DateTime::from(SystemTime::now())
+            started_at: DateTime::from(crate::clock::now())
                 .fmt(Format::DateTime)
                 .unwrap_or_default(),
         }
@@ -794,12 +795,7 @@ async fn wait(
 
 /// 75–100 % of `d`, so that waiters started together drift apart.
 fn jittered(d: Duration) -> Duration {
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or_default()
-        ^ std::process::id().wrapping_mul(2_654_435_761);
-    d.mul_f64(0.75 + f64::from(seed % 256) / 1024.0)
+    d.mul_f64(0.75 + crate::clock::jitter() / 4.0)
 }
 
 /// The winner: runs the command, records the outcome, tidies up.

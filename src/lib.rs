@@ -19,15 +19,18 @@
 //! - [`logs`]: the migration's own last log lines, for a failure message.
 //! - [`roll`]: rolling the services after the migration — the UpdateService
 //!   request, following each deployment by its id ([`roll::plan_roll`]), words.
+//! - [`sdk`]: how every AWS call is retried and bounded.
 //! - [`token`]: the continuation token between invocations.
 //! - [`report`]: the one report each job gets.
 //! - [`failure`]: the failures a pipeline sees, and AWS errors mapped to them.
 //! - [`invocation`]: what Lambda sees: the deadline, sanitised; stable error types.
 //! - [`logging`]: the function's own log, which no dump of an event or body reaches.
+//! - [`clock`]: the time of day and the jitter, wall or virtual (the simulator).
 //! - [`claim`]: `migrate-once claim`, the instance-side once-per-reset claim (§8).
 
 pub mod artifact;
 pub mod claim;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod failure;
@@ -41,11 +44,12 @@ pub mod report;
 pub mod rerun;
 pub mod revision;
 pub mod roll;
+pub mod sdk;
 pub mod state;
 pub mod task;
 pub mod token;
 
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
@@ -88,6 +92,8 @@ pub struct Function {
     pub defaults: Vec<(String, String)>,
     /// This function's name, to find its actions in a pipeline.
     pub function_name: String,
+    /// The one clock every invocation reads ([`clock`]).
+    pub clock: Arc<clock::Clock>,
 }
 
 impl Function {
@@ -102,6 +108,7 @@ impl Function {
             clients,
             defaults,
             function_name,
+            clock: Arc::new(clock::Clock::wall()),
         }
     }
 
@@ -110,9 +117,13 @@ impl Function {
     /// action failed (so Lambda delivers it again; every path is
     /// idempotent); each with a stable `errorType` ([`InvocationError`]).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+        self.clock.scope(self.handle_in_scope(event)).await
+    }
+
+    async fn handle_in_scope(&self, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
         let fallback = invocation::FALLBACK_BUDGET;
         let (deadline, replaced) =
-            invocation::invocation_deadline(event.context.deadline, SystemTime::now(), fallback);
+            invocation::invocation_deadline(event.context.deadline, clock::now(), fallback);
         if let Some(why) = replaced {
             invocation::warn_deadline_replaced(why, event.context.deadline, fallback);
         }

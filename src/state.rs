@@ -425,7 +425,7 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
     delete(ssm, &names).await;
     // Roll claims belong to action runs, not attempts: those older than any
     // delivery that could still arrive go with the expired attempts.
-    let cutoff = crate::job::epoch_secs(crate::job::now()).saturating_sub(ROLL_CLAIM_TTL_SECS);
+    let cutoff = crate::clock::epoch_secs(crate::clock::now()).saturating_sub(ROLL_CLAIM_TTL_SECS);
     match children(ssm, &format!("{state_parameter}/roll")).await {
         Ok(claims) => {
             let old: Vec<String> = claims

@@ -42,6 +42,7 @@
 //! - [`fleet`] — many deployments at once under those quotas (`make fleet`).
 //! - [`record`] — the call and delivery logs.
 //! - [`console`] — prints what the CodePipeline console would show.
+//! - [`inproc`] — the same world called in process (the simulator).
 //! - [`http_client`] — a tiny HTTP client for tests of this crate.
 //! - [`ids`] — AWS-shaped ids.
 
@@ -56,6 +57,7 @@ pub mod fleet;
 pub mod function_host;
 pub mod http_client;
 pub mod ids;
+pub mod inproc;
 pub mod logs;
 pub mod pipeline_driver;
 pub mod quota;

@@ -144,25 +144,7 @@ impl PipelineDriver {
 
     /// The job event Lambda receives, as CodePipeline sends it.
     pub fn job_event(&self, job: &Job) -> Value {
-        let expiration = epoch(crate::clock::now() + Duration::from_secs(3600));
-        let mut data = json!({
-            "actionConfiguration": {"configuration": {
-                "FunctionName": self.world.scenario.function.name,
-                "UserParameters": job.user_parameters,
-            }},
-            "inputArtifacts": crate::s3::input_artifacts(&self.world.scenario),
-            "outputArtifacts": [],
-            "artifactCredentials": {
-                "accessKeyId": ARTIFACT_ACCESS_KEY_ID,
-                "secretAccessKey": ARTIFACT_SECRET_ACCESS_KEY,
-                "sessionToken": ARTIFACT_SESSION_TOKEN,
-                "expirationTime": expiration.as_f64().map(|s| (s * 1000.0) as u64).unwrap_or(0),
-            },
-        });
-        if let Some(t) = &job.continuation_token {
-            data["continuationToken"] = json!(t);
-        }
-        json!({"CodePipeline.job": {"id": job.id, "accountId": ACCOUNT, "data": data}})
+        job_event(&self.world, job)
     }
 
     /// Runs the scenario's default execution (its `executionId`, or a new
@@ -373,4 +355,27 @@ impl PipelineDriver {
             }
         }
     }
+}
+
+/// The job event Lambda receives for `job`, as CodePipeline sends it.
+pub(crate) fn job_event(world: &World, job: &Job) -> Value {
+    let expiration = epoch(crate::clock::now() + Duration::from_secs(3600));
+    let mut data = json!({
+        "actionConfiguration": {"configuration": {
+            "FunctionName": world.scenario.function.name,
+            "UserParameters": job.user_parameters,
+        }},
+        "inputArtifacts": crate::s3::input_artifacts(&world.scenario),
+        "outputArtifacts": [],
+        "artifactCredentials": {
+            "accessKeyId": ARTIFACT_ACCESS_KEY_ID,
+            "secretAccessKey": ARTIFACT_SECRET_ACCESS_KEY,
+            "sessionToken": ARTIFACT_SESSION_TOKEN,
+            "expirationTime": expiration.as_f64().map(|s| (s * 1000.0) as u64).unwrap_or(0),
+        },
+    });
+    if let Some(t) = &job.continuation_token {
+        data["continuationToken"] = json!(t);
+    }
+    json!({"CodePipeline.job": {"id": job.id, "accountId": ACCOUNT, "data": data}})
 }

@@ -173,12 +173,15 @@ pub(crate) fn serve(listener: TcpListener, router: Router) -> JoinHandle<()> {
 pub struct LocalAws {
     pub(crate) world: Arc<World>,
     addr: SocketAddr,
-    server: JoinHandle<()>,
+    /// `None` for a control plane called in process ([`crate::inproc`]).
+    server: Option<JoinHandle<()>>,
 }
 
 impl Drop for LocalAws {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }
 
@@ -198,8 +201,17 @@ impl LocalAws {
         Ok(LocalAws {
             world,
             addr,
-            server,
+            server: Some(server),
         })
+    }
+
+    /// A handle on `world` with no listener (its address is unspecified).
+    pub(crate) fn without_server(world: Arc<World>) -> LocalAws {
+        LocalAws {
+            world,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            server: None,
+        }
     }
 
     /// Loads a scenario file and starts the control plane; panics with the

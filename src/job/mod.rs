@@ -27,7 +27,7 @@ mod start;
 mod text;
 mod watch;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::date_time::{DateTime, Format};
 use tracing::{info, instrument};
@@ -191,14 +191,8 @@ impl Invocation<'_> {
     /// was lost (the SDK's retry then finds the parameter existing) is
     /// still recognised as its own, and nobody else's is.
     fn claim_value(&self) -> String {
-        let t = now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        format!(
-            "{} {}:{}:{}",
-            t.as_secs(),
-            self.job.id,
-            std::process::id(),
-            t.as_nanos()
-        )
+        let nonce = crate::clock::nonce();
+        format!("{} {}:{nonce:016x}", epoch_secs(now()), self.job.id)
     }
 
     /// Sleeps a fully jittered pause of up to `cap`, never past what this
@@ -211,12 +205,7 @@ impl Invocation<'_> {
             .duration_since(now)
             .unwrap_or_default()
             .min(cap);
-        let nanos = now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        let spread = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
-        tokio::time::sleep(budget.mul_f64(f64::from(spread) / 1000.0)).await;
+        tokio::time::sleep(budget.mul_f64(crate::clock::jitter())).await;
     }
 
     /// Whether this invocation takes over claim `name`, which another
@@ -273,13 +262,7 @@ fn retry_later(failure: &Failure) -> Option<String> {
     }
 }
 
-pub(crate) fn now() -> SystemTime {
-    SystemTime::now()
-}
-
-pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
+pub(crate) use crate::clock::{epoch_secs, now};
 
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     rfc3339_secs(epoch_secs(t))
@@ -295,6 +278,7 @@ pub(crate) fn rfc3339_secs(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn timestamps_are_rfc3339() {
