@@ -233,8 +233,12 @@ impl Task {
     fn finish(&mut self, stopped: Stopped) {
         // A delayed stop completes `stopDelayMillis` after StopTask, whenever
         // it is observed.
+        // (A task whose own end comes first while it is stopping stops then.)
         let at = match &self.stop_requested {
-            Some((_, wall, instant)) if !self.stop_delay().is_zero() => {
+            Some((_, wall, instant))
+                if !self.stop_delay().is_zero()
+                    && *instant + self.stop_delay() <= clock::instant() =>
+            {
                 (*wall + self.stop_delay(), *instant + self.stop_delay())
             }
             _ => (clock::now(), clock::instant()),

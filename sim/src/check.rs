@@ -37,6 +37,9 @@ pub struct Online {
     violations: Mutex<Vec<String>>,
     /// Automatic reruns (RetryStageExecution by the function) per execution.
     pub reruns: Mutex<BTreeMap<String, u32>>,
+    /// The order deployments started in on each state parameter: the seq
+    /// of each one's first attempt record.
+    pub first_claims: Mutex<BTreeMap<(String, String), u64>>,
     retries: UnboundedSender<String>,
 }
 
@@ -52,6 +55,7 @@ impl Online {
             tokens: Mutex::default(),
             violations: Mutex::default(),
             reruns: Mutex::default(),
+            first_claims: Mutex::default(),
             retries,
         }
     }
@@ -114,6 +118,24 @@ impl Observer for Online {
         request: &WireRequest,
         response: &WireResponse,
     ) {
+        if request.operation() == "PutParameter" && response.status == 200 {
+            let input = body(request);
+            let name = input["Name"].as_str().unwrap_or_default();
+            if input["Overwrite"] != true
+                && let Some((state, seq)) = name.rsplit_once("/a/")
+                && let Ok(seq) = seq.parse::<u64>()
+            {
+                let record: Value =
+                    serde_json::from_str(input["Value"].as_str().unwrap_or_default())
+                        .unwrap_or_default();
+                let deployment = record["deployment"].as_str().unwrap_or_default().to_owned();
+                self.first_claims
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry((state.to_owned(), deployment))
+                    .or_insert(seq);
+            }
+        }
         if request.operation() == "RetryStageExecution" && response.status == 200 {
             let execution = body(request)["pipelineExecutionId"]
                 .as_str()
@@ -185,6 +207,7 @@ pub struct Facts<'a> {
     pub runs: &'a [Run],
     pub deliveries: &'a [Delivered],
     pub reruns: &'a BTreeMap<String, u32>,
+    pub first_claims: &'a BTreeMap<(String, String), u64>,
 }
 
 /// The invariants at rest; each violation as a sentence.
@@ -201,26 +224,34 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 family_of(&a.family).map(|f| &f.lock) == family_of(&b.family).map(|f| &f.lock);
             let apart = a.end.is_some_and(|end| end <= b.created);
             if same_lock && !apart {
+                let end = a
+                    .end
+                    .map_or("-".to_owned(), |e| format!("{:.1}", e.as_secs_f64()));
                 found.push(format!(
-                    "overlap: {} ({} {}) still alive when {} ({} {}) was created on the same lock",
+                    "overlap: {} ({} {}, alive {:.1}–{end} s) still alive when {} ({} {}) was created at {:.1} s on the same lock",
                     short_task(&a.arn),
                     a.family,
                     short(&a.deployment),
+                    a.created.as_secs_f64(),
                     short_task(&b.arn),
                     b.family,
-                    short(&b.deployment)
+                    short(&b.deployment),
+                    b.created.as_secs_f64(),
                 ));
             }
         }
     }
 
     for family in &plan.families {
-        let order: Vec<&str> = plan
-            .executions
-            .iter()
-            .filter(|e| plan.families[e.family].family == family.family)
-            .map(|e| e.id.as_str())
-            .collect();
+        // "Newer" is the order deployments claimed their first attempt on
+        // the state parameter: a first job that crashed and came back a
+        // minute later starts after a deployment that began meanwhile.
+        let rank = |d: &str| {
+            facts
+                .first_claims
+                .get(&(family.state.clone(), d.to_owned()))
+                .copied()
+        };
         let mine: Vec<&Seen> = tasks.iter().filter(|t| t.family == family.family).collect();
         for (i, t) in mine.iter().enumerate() {
             let earlier = &mine[..i];
@@ -238,7 +269,6 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 ));
             }
             // Never an older deployment after a newer one started.
-            let rank = |d: &str| order.iter().position(|o| *o == d);
             if let Some(newer) = earlier
                 .iter()
                 .find(|e| rank(&e.deployment) > rank(&t.deployment))
@@ -354,13 +384,21 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
         };
         let record: Value = serde_json::from_str(&summary.value).unwrap_or(Value::Null);
         let status = record["status"].as_str().unwrap_or_default();
-        if status == "starting" || status == "running" {
+        let deployment = record["deployment"].as_str().unwrap_or_default();
+        // A run abandoned by a pipeline stop that does not stop the task
+        // leaves its migration unwatched: nothing can record its end until
+        // the next deployment does.
+        let unwatched = !family.stop_on_pipeline_stop
+            && facts
+                .runs
+                .iter()
+                .any(|r| r.end == End::Abandoned && plan.executions[r.execution].id == deployment);
+        if (status == "starting" || status == "running") && !unwatched {
             found.push(format!(
                 "stale record: {} says {status} at rest ({})",
                 family.state, summary.value
             ));
         }
-        let deployment = record["deployment"].as_str().unwrap_or_default();
         let reruns = facts.reruns.get(deployment).copied().unwrap_or(0);
         let shown = record["reruns"].as_u64().unwrap_or(0);
         if u64::from(reruns) > shown {

@@ -115,6 +115,9 @@ impl Lambda {
             .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
             .retry_config(migrate_once::sdk::retry_config(|_| None))
             .timeout_config(migrate_once::sdk::timeout_config())
+            .stalled_stream_protection(
+                aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+            )
             .build();
         Arc::new(Lambda {
             net,
@@ -253,6 +256,42 @@ impl Lambda {
     }
 }
 
+/// SigV4 without the signature: the world checks no awsJson signature, and
+/// signing is an eighth of the simulator's time. (S3 is still signed: its
+/// model checks the artifact credentials.)
+#[derive(Debug)]
+struct Unsigned;
+
+impl aws_smithy_runtime_api::client::auth::AuthScheme for Unsigned {
+    fn scheme_id(&self) -> aws_smithy_runtime_api::client::auth::AuthSchemeId {
+        aws_smithy_runtime_api::client::auth::AuthSchemeId::new("sigv4")
+    }
+
+    fn identity_resolver(
+        &self,
+        resolvers: &dyn aws_smithy_runtime_api::client::runtime_components::GetIdentityResolver,
+    ) -> Option<aws_smithy_runtime_api::client::identity::SharedIdentityResolver> {
+        resolvers.identity_resolver(self.scheme_id())
+    }
+
+    fn signer(&self) -> &dyn aws_smithy_runtime_api::client::auth::Sign {
+        self
+    }
+}
+
+impl aws_smithy_runtime_api::client::auth::Sign for Unsigned {
+    fn sign_http_request(
+        &self,
+        _request: &mut aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        _identity: &aws_smithy_runtime_api::client::identity::Identity,
+        _endpoint: aws_smithy_runtime_api::client::auth::AuthSchemeEndpointConfig<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _config: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        Ok(())
+    }
+}
+
 /// The clients of one environment, each with a retry token bucket of its
 /// own, as a process of its own has.
 fn clients(sdk: &SdkConfig) -> Clients {
@@ -265,21 +304,25 @@ fn clients(sdk: &SdkConfig) -> Clients {
     Clients {
         ssm: aws_sdk_ssm::Client::from_conf(
             aws_sdk_ssm::config::Builder::from(sdk)
+                .push_auth_scheme(Unsigned)
                 .retry_partition(partition("ssm"))
                 .build(),
         ),
         ecs: aws_sdk_ecs::Client::from_conf(
             aws_sdk_ecs::config::Builder::from(sdk)
+                .push_auth_scheme(Unsigned)
                 .retry_partition(partition("ecs"))
                 .build(),
         ),
         pipeline: aws_sdk_codepipeline::Client::from_conf(
             aws_sdk_codepipeline::config::Builder::from(sdk)
+                .push_auth_scheme(Unsigned)
                 .retry_partition(partition("codepipeline"))
                 .build(),
         ),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(
             aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                .push_auth_scheme(Unsigned)
                 .retry_partition(partition("logs"))
                 .build(),
         ),

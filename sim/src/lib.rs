@@ -168,6 +168,11 @@ async fn schedule(seed: u64, story: bool) -> Outcome {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let first_claims = online
+        .first_claims
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     violations.extend(online.violations());
     violations.extend(check::at_rest(&check::Facts {
         plan: &plan,
@@ -175,6 +180,7 @@ async fn schedule(seed: u64, story: bool) -> Outcome {
         runs: &runs,
         deliveries: &deliveries,
         reruns: &reruns,
+        first_claims: &first_claims,
     }));
     local_aws::clock::clear_virtual_epoch();
     Outcome {

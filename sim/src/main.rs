@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str) -> Option<u64> {
     std::env::var(name)
         .ok()?
@@ -46,11 +49,13 @@ fn main() {
 
     let next = Arc::new(AtomicU64::new(0));
     let violations = Arc::new(AtomicUsize::new(0));
+    let delivered = Arc::new(AtomicUsize::new(0));
     let found = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let began = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (next, violations, found) = (next.clone(), violations.clone(), found.clone());
+            let delivered = delivered.clone();
             // The handler's futures are deep: debug builds need room.
             let builder = std::thread::Builder::new().stack_size(256 << 20);
             builder
@@ -62,6 +67,7 @@ fn main() {
                         }
                         let seed = start.wrapping_add(i);
                         let outcome = sim::simulate(seed, false);
+                        delivered.fetch_add(outcome.deliveries, Ordering::Relaxed);
                         if !outcome.violations.is_empty() {
                             violations.fetch_add(outcome.violations.len(), Ordering::Relaxed);
                             let mut found = found.lock().unwrap_or_else(|p| p.into_inner());
@@ -95,7 +101,11 @@ fn main() {
     for (kind, (n, seed)) in &kinds {
         println!("  {kind}: {n} (first seed {seed})");
     }
-    println!("sim: {:.0} schedules/s", count as f64 / secs);
+    println!(
+        "sim: {:.0} schedules/s, {:.1} deliveries a schedule",
+        count as f64 / secs,
+        delivered.load(Ordering::Relaxed) as f64 / count.max(1) as f64
+    );
     println!(
         "sim: {count} schedules, {} violations, {secs:.1} s",
         violations.load(Ordering::Relaxed)

@@ -216,12 +216,15 @@ impl Net {
         };
         if self.timeline.enabled() {
             let what = match (&answer, fate) {
-                (Answer::Response(r), _) => format!("{}{}", r.status, error_suffix(r)),
+                (Answer::Response(r), _) => {
+                    format!("{}{}{}", r.status, error_suffix(r), detail(&request, r))
+                }
                 (Answer::Lost, _) => "applied, answer lost".into(),
                 (Answer::Never, Fate::CrashAfter) => "applied, then the caller crashed".into(),
                 (Answer::Never, _) => "the caller crashed before sending".into(),
             };
-            self.timeline.note(who, format!("{op} → {what}"));
+            self.timeline
+                .note(who, format!("{op} {} → {what}", subject(&request)));
         }
         if matches!(answer, Answer::Never)
             && let Some(caller) = &caller
@@ -258,6 +261,97 @@ fn error(code: &str, status: u16, message: &str) -> WireResponse {
         body: serde_json::json!({"__type": code, "message": message})
             .to_string()
             .into_bytes(),
+    }
+}
+
+/// What a request is about, for the timeline.
+fn subject(request: &WireRequest) -> String {
+    let input: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    let field = |k: &str| input[k].as_str().map(str::to_owned);
+    match request.operation() {
+        "PutParameter" => format!(
+            "{}{} = {}",
+            field("Name").unwrap_or_default(),
+            if input["Overwrite"] == true {
+                ""
+            } else {
+                " (create)"
+            },
+            field("Value")
+                .unwrap_or_default()
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ),
+        "GetParameter" | "DeleteParameter" => field("Name").unwrap_or_default(),
+        "GetParametersByPath" => field("Path").unwrap_or_default(),
+        "DeleteParameters" => input["Names"].to_string(),
+        "RunTask" => field("clientToken").unwrap_or_default(),
+        "StopTask" | "DescribeTasks" => {
+            input["tasks"].to_string() + &field("task").unwrap_or_default()
+        }
+        "PutJobSuccessResult" | "PutJobFailureResult" => {
+            let summary = input["executionDetails"]["summary"]
+                .as_str()
+                .map(str::to_owned);
+            let failure = input["failureDetails"]["message"]
+                .as_str()
+                .map(str::to_owned);
+            let token = input["continuationToken"].is_string();
+            format!(
+                "{}{}",
+                summary.or(failure).unwrap_or_default(),
+                if token { " (+token)" } else { "" }
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// What an answer said, for the timeline.
+fn detail(request: &WireRequest, response: &WireResponse) -> String {
+    let output: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    match request.operation() {
+        "RunTask" | "DescribeTasks" => {
+            let tasks: Vec<String> = output["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let id = t["taskArn"]
+                        .as_str()
+                        .unwrap_or("")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("");
+                    format!(
+                        "{} {}",
+                        &id[..id.len().min(8)],
+                        t["lastStatus"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let failures = output["failures"].as_array().map_or(0, Vec::len);
+            format!(
+                " [{}]{}",
+                tasks.join(", "),
+                if failures > 0 {
+                    format!(" {failures} failures")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        "GetParameter" => format!(
+            " {}",
+            output["Parameter"]["Value"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ),
+        _ => String::new(),
     }
 }
 

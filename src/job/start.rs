@@ -353,12 +353,22 @@ impl Deployment {
         };
         let record = chosen.on(record);
 
-        if !config.reset_parameters.is_empty()
-            && let Err(failure) = self.reset(inv, &record).await
-        {
-            return self
-                .not_now(inv, caller, Some(record.seq), unknown, failure)
-                .await;
+        if let Err(failure) = self.reset(inv).await {
+            if retry_later(&failure).is_some() || unknown > 0 {
+                return self
+                    .not_now(inv, caller, Some(record.seq), unknown, failure)
+                    .await;
+            }
+            // Denied (or refused): RunTask was never sent for this attempt,
+            // so nothing can run; record that and give the lock back now
+            // rather than leave it to the 15-minute takeover.
+            let failed = record.failed(
+                FailureClass::Permanent,
+                &failure.to_string(),
+                &rfc3339(now()),
+            );
+            self.record_end(inv, &failed, top).await;
+            return Err(failure);
         }
 
         let client_token = task::client_token(&config.state_parameter, &self.id, record.attempt);
@@ -448,27 +458,16 @@ impl Deployment {
         }
     }
 
-    /// Resets `resetParameters` to `"0"`, once per attempt: whoever claims
-    /// the reset does it; a resumption that finds it claimed does not.
-    async fn reset(&self, inv: &Invocation<'_>, record: &State) -> Result<(), Failure> {
+    /// Sets every `resetParameters` entry to `"0"`: done, and seen done,
+    /// before this attempt's RunTask is sent — by every invocation about to
+    /// send it, so that a reset whose writes failed or whose writer crashed
+    /// is finished by whoever goes on with the attempt. Writing `"0"` again
+    /// is harmless: no instance of this deployment has set `"1"` before its
+    /// migration succeeded (the deploy follows this action), and once the
+    /// attempt's task is recorded nobody comes here for it again.
+    async fn reset(&self, inv: &Invocation<'_>) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
-        let config = &self.config;
-        // Only the claim's creator resets ([`Invocation::claim_value`]):
-        // another copy, or a resumption after a crash, never resets again.
-        let sp = &config.state_parameter;
-        let nonce = inv.claim_value();
-        let mine = state::claim(ssm, sp, Claim::Reset, record.seq, &nonce).await?
-            || state::get(ssm, &state::claim_name(sp, Claim::Reset, record.seq))
-                .await?
-                .is_some_and(|v| v == nonce);
-        if !mine {
-            info!(
-                seq = record.seq,
-                "reset parameters already reset for this attempt"
-            );
-            return Ok(());
-        }
-        for name in &config.reset_parameters {
+        for name in &self.config.reset_parameters {
             state::put(ssm, name, "0", true).await?;
         }
         Ok(())
@@ -562,6 +561,34 @@ impl Deployment {
                 None,
                 Some(task_arn.clone()),
             ),
+            // The job that recorded a transient start failure, delivered
+            // again because its report did not get through: the same report
+            // (the next job starts the next attempt).
+            (Status::Failed, _)
+                if record.failed_transiently()
+                    && outcome::after_start_failure(
+                        true,
+                        record.tries.max(1),
+                        self.config.max_start_attempts,
+                    ) == AfterStartFailure::Retry
+                    && record.job_id == caller.job() =>
+            {
+                in_progress(
+                    Phase::Retry {
+                        deployment: self.id.clone(),
+                        action_job: record.action_job.clone(),
+                        after: record.seq,
+                        busy: 0,
+                    },
+                    format!(
+                        "Attempt {} could not start ({}); retrying",
+                        record.attempt,
+                        record.reason.as_deref().unwrap_or("transient")
+                    ),
+                    None,
+                    record.task_arn.clone(),
+                )
+            }
             (Status::Starting | Status::Running, _) => in_progress(
                 Phase::Resume {
                     deployment: self.id.clone(),
