@@ -141,7 +141,9 @@ impl Observer for Online {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            if caller.is_some() {
+            // An automatic rerun: the function acting on an action-failed
+            // event (an operator's rerun request is not counted, SPEC §6).
+            if caller.is_some_and(|c| c.label.starts_with(crate::pipeline::ACTION_FAILED)) {
                 *self
                     .reruns
                     .lock()

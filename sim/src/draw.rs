@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::rng::Rng;
-use crate::wire::{FaultRates, Window};
+use crate::wire::{FaultRates, Scripted, Window};
 
 /// The cluster every family migrates on.
 pub const CLUSTER: &str = "app";
@@ -92,6 +92,8 @@ pub struct Plan {
     pub rates: FaultRates,
     /// Busy windows.
     pub windows: Vec<Window>,
+    /// Faults a regression asks for, on top of the drawn ones.
+    pub scripted: Vec<Scripted>,
     /// Lambda's and CodePipeline's behaviour.
     pub delivery: Delivery,
 }
@@ -163,6 +165,7 @@ pub fn plan(seed: u64) -> Plan {
         executions,
         rates,
         windows,
+        scripted: Vec::new(),
         delivery,
     }
 }

@@ -202,7 +202,7 @@ impl Lambda {
         context.deadline = deadline;
         context.invoked_function_arn =
             format!("arn:aws:lambda:us-east-1:123456789012:function:migrate-once");
-        let caller = Caller::new(delivery);
+        let caller = Caller::new(delivery, label);
         let work = CALLER.scope(
             caller.clone(),
             env.function

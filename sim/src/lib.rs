@@ -83,23 +83,31 @@ pub struct Outcome {
     pub timeline: Option<String>,
     /// Deliveries made (a size of the schedule).
     pub deliveries: usize,
+    /// Every action run: its execution (index), how it ended, its jobs and
+    /// its final report's failure type.
+    pub runs: Vec<(usize, pipeline::End, usize, Option<String>)>,
 }
 
 /// Runs the schedule of `seed`; keeps its timeline when `story` is set.
 pub fn simulate(seed: u64, story: bool) -> Outcome {
+    simulate_plan(seed, draw::plan(seed), story)
+}
+
+/// Runs `plan` (drawn from `seed`, perhaps edited by a regression).
+pub fn simulate_plan(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    runtime.block_on(schedule(seed, story))
+    runtime.block_on(schedule(seed, plan, story))
 }
 
-async fn schedule(seed: u64, story: bool) -> Outcome {
+async fn schedule(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
     local_aws::ids::reseed(seed);
     fastrand::seed(seed);
     local_aws::clock::set_virtual_epoch(lambda::epoch());
-    let plan = Arc::new(draw::plan(seed));
+    let plan = Arc::new(plan);
     let mut rng = Rng::new(seed.rotate_left(17));
     let timeline = Arc::new(Timeline::new(story));
     let busy = Busy::new();
@@ -112,6 +120,7 @@ async fn schedule(seed: u64, story: bool) -> Outcome {
         rng.fork(),
         plan.rates,
         plan.windows.clone(),
+        plan.scripted.clone(),
         online.clone(),
         timeline.clone(),
     );
@@ -188,5 +197,12 @@ async fn schedule(seed: u64, story: bool) -> Outcome {
         violations,
         timeline: story.then(|| timeline.render()),
         deliveries: deliveries.len(),
+        runs: runs
+            .iter()
+            .map(|r| {
+                let failure = r.last.as_ref().and_then(|l| l.failure_type.clone());
+                (r.execution, r.end, r.jobs.len(), failure)
+            })
+            .collect(),
     }
 }

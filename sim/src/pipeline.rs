@@ -19,6 +19,9 @@ use crate::note;
 use crate::rng::Rng;
 use crate::timeline::Timeline;
 
+/// How an action-failed event is labelled in the timeline.
+pub const ACTION_FAILED: &str = "FAILED ";
+
 /// CodePipeline's job timeout for an Invoke action's job.
 const JOB_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Longer than any action may run (the simulator's own bound).
@@ -271,7 +274,7 @@ impl Pipelines {
                 },
             });
             self.lambda
-                .invoke(&format!("FAILED {}", short(&e.id)), event);
+                .invoke(&format!("{ACTION_FAILED}{}", short(&e.id)), event);
         }
         let b = self.plan.delivery;
         let (retry, rerun, after) = self.draw(|rng| {

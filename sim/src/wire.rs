@@ -42,15 +42,18 @@ tokio::task_local! {
 pub struct Caller {
     /// The delivery's number in the timeline.
     pub delivery: u64,
+    /// What was delivered: a job id, or the EventBridge event's kind.
+    pub label: String,
     crashed: AtomicBool,
     wake: Notify,
 }
 
 impl Caller {
-    /// A caller for delivery `delivery`.
-    pub fn new(delivery: u64) -> Arc<Caller> {
+    /// A caller for delivery `delivery` of `label`.
+    pub fn new(delivery: u64, label: &str) -> Arc<Caller> {
         Arc::new(Caller {
             delivery,
+            label: label.to_owned(),
             ..Caller::default()
         })
     }
@@ -93,15 +96,27 @@ pub struct Window {
     pub share: f64,
 }
 
+/// A fault a regression schedule asks for: the `nth` request (1-based) of
+/// `operation` whose body contains `containing` meets `fate`.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub operation: &'static str,
+    pub containing: &'static str,
+    pub nth: u32,
+    pub fate: Fate,
+}
+
 /// What a request meets on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
+pub enum Fate {
     Delivered,
     CrashBefore,
     CrashAfter,
     Lost,
     Throttled,
     Unavailable,
+    /// AccessDenied, as a missing IAM permission answers.
+    Denied,
 }
 
 /// Sees every request the world applied (the online invariants).
@@ -125,6 +140,8 @@ pub struct Net {
     rng: Mutex<Rng>,
     rates: FaultRates,
     windows: Vec<Window>,
+    scripted: Vec<Scripted>,
+    seen: Mutex<Vec<u32>>,
     started: tokio::time::Instant,
     observer: Arc<dyn Observer>,
     timeline: Arc<Timeline>,
@@ -137,6 +154,7 @@ impl Net {
         rng: Rng,
         rates: FaultRates,
         windows: Vec<Window>,
+        scripted: Vec<Scripted>,
         observer: Arc<dyn Observer>,
         timeline: Arc<Timeline>,
     ) -> Arc<Net> {
@@ -145,6 +163,8 @@ impl Net {
             rng: Mutex::new(rng),
             rates,
             windows,
+            seen: Mutex::new(vec![0; scripted.len()]),
+            scripted,
             started: tokio::time::Instant::now(),
             observer,
             timeline,
@@ -152,6 +172,9 @@ impl Net {
     }
 
     fn draw(&self, request: &WireRequest, caller: Option<&Caller>) -> Fate {
+        if let Some(fate) = self.scripted_fate(request) {
+            return fate;
+        }
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         if caller.is_some() {
             let r = rng.unit();
@@ -178,6 +201,21 @@ impl Net {
             }
         }
         Fate::Delivered
+    }
+
+    fn scripted_fate(&self, request: &WireRequest) -> Option<Fate> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let body = std::str::from_utf8(&request.body).unwrap_or_default();
+        let mut fate = None;
+        for (rule, count) in self.scripted.iter().zip(seen.iter_mut()) {
+            if rule.operation == request.operation() && body.contains(rule.containing) {
+                *count += 1;
+                if *count == rule.nth {
+                    fate = fate.or(Some(rule.fate));
+                }
+            }
+        }
+        fate
     }
 
     async fn apply(&self, caller: Option<&Caller>, request: &WireRequest) -> WireResponse {
@@ -211,6 +249,11 @@ impl Net {
                 "InternalServerError",
                 500,
                 "We encountered an internal error. Please try again.",
+            )),
+            Fate::Denied => Answer::Response(error(
+                "AccessDeniedException",
+                400,
+                &format!("User is not authorized to perform: {}", request.operation()),
             )),
             Fate::Delivered => Answer::Response(self.apply(caller.as_deref(), &request).await),
         };
