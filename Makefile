@@ -11,6 +11,8 @@
 #   make demo      runs the function against the local control plane
 #   make bench     cold start, peak RSS and AWS calls per phase (release build)
 #   make claim     `migrate-once claim` for instances: static x86_64 and arm64 Linux binaries
+#   make sim       the simulator: SEEDS=N schedules (default 100,000), SEED=S replays
+#                  one with its timeline (CI: make sim-ci, 10,000 from a fresh seed)
 #   make fleet     200 deployments over 150 families (50 on 10 shared locks) at
 #                  AWS's default API quotas, then at 10x (not part of `make test`)
 
@@ -77,9 +79,9 @@ define heading
 	@printf '\n==> %s\n' $(1)
 endef
 
-.PHONY: test tools fmt clippy unit invoke-events validate scan build zip-size demo bench claim fleet
+.PHONY: test tools fmt clippy unit sim sim-ci invoke-events validate scan build zip-size demo bench claim fleet
 
-test: tools fmt clippy unit invoke-events validate scan build zip-size
+test: tools fmt clippy unit sim-ci invoke-events validate scan build zip-size
 
 tools:
 	$(call heading,"tools (.ci/install-tools): arm64 target; clippy; rustfmt; cargo-lambda; SAM CLI; cfn-lint; moto; checkov")
@@ -149,3 +151,17 @@ fleet:
 	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 1 || rc=1; \
 	target/debug/fleet --bootstrap target/debug/migrate-once $(FLEET_ARGS) --quota-scale 10 || rc=1; \
 	exit $$rc
+
+# The simulator: SEEDS schedules (default 100,000) from START (default: from
+# the clock, printed), or SEED=S to replay one with its timeline.
+SEEDS ?= 100000
+sim:
+	$(call heading,"sim: the handler against local-aws's world in one process, virtual time, seeded schedules")
+	$(CARGO) build --profile sim -p sim
+	SEEDS=$(SEEDS) target/sim/sim
+
+# What CI runs of it: 10,000 schedules from a seed that changes per run.
+sim-ci:
+	$(call heading,"sim: 10,000 schedules from a fresh seed (make sim SEEDS=1000000 for the full run)")
+	$(CARGO) build --profile sim -p sim
+	SEEDS=10000 target/sim/sim

@@ -8,8 +8,9 @@
 //! - throttling, 5xx and AccessDenied on each operation, once and for good;
 //! - 20 deployments at once on one lock; stale lock takeover by two
 //!   contenders; the lock released on every terminal path;
-//! - seeded random fault schedules (`MIGRATE_ONCE_FAULT_SEED`,
-//!   `MIGRATE_ONCE_FAULT_SCHEDULES` reproduce one).
+//! - a few seeded random fault schedules of the whole binary, a smoke run
+//!   (`MIGRATE_ONCE_FAULT_SEED`, `MIGRATE_ONCE_FAULT_SCHEDULES` reproduce
+//!   one): exploring schedules is the simulator's job (`sim/`, `make sim`).
 //!
 //! Every check is on what the pipeline saw (reports, status, failure type,
 //! message), how many tasks ECS started and when (the task timeline), and
@@ -1330,26 +1331,26 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
         }
         shown = seq;
     }
-    // Reset parameters are reset once per claimed reset, never again.
-    let claims_of = |prefix: &str| {
-        puts.iter()
-            .filter(|c| {
-                took_effect(c)
-                    && c.request["Overwrite"] != true
-                    && c.request["Name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with(prefix))
-            })
-            .count()
-    };
-    let resets = puts
-        .iter()
-        .filter(|c| c.ok() && c.request["Name"] == FLAG)
-        .count();
-    if resets > claims_of(&format!("{STATE}/reset/")) {
-        return fail(format!(
-            "the flag was reset {resets} times for fewer claimed resets"
-        ));
+    // Every attempt's RunTask is sent after its reset: between two
+    // attempts' first RunTask calls, the flag was written "0".
+    let calls = sys.aws.calls();
+    let mut reset_since = false;
+    let mut tokens = std::collections::BTreeSet::new();
+    for c in &calls {
+        if c.operation == "PutParameter" && c.ok() && c.request["Name"] == FLAG {
+            reset_since = true;
+        }
+        if c.operation == "RunTask"
+            && tokens.insert(c.request["clientToken"].as_str().unwrap_or("").to_owned())
+        {
+            if !reset_since {
+                return fail(format!(
+                    "RunTask {} was sent without resetting {FLAG} first",
+                    c.request["clientToken"]
+                ));
+            }
+            reset_since = false;
+        }
     }
     let state_writes: Vec<Value> = puts
         .iter()
@@ -1503,7 +1504,7 @@ async fn random_fault_schedules_keep_every_guarantee() {
         std::env::var("MIGRATE_ONCE_FAULT_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(25),
+            .unwrap_or(8),
     );
     let max: u64 = std::env::var("MIGRATE_ONCE_FAULT_SCHEDULES")
         .ok()
@@ -1544,7 +1545,7 @@ async fn random_fault_schedules_keep_every_guarantee() {
         failures.len()
     );
     assert!(
-        launched >= 10 || launched == max,
+        launched >= 3 || launched == max,
         "only {launched} schedules fit the budget"
     );
     assert!(

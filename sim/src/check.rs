@@ -301,7 +301,7 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 short(&e.id)
             ));
         }
-        for job in &run.jobs {
+        for (job, created) in run.jobs.iter().zip(&run.created) {
             if reports.contains_key(job) || run.end == End::Abandoned {
                 continue;
             }
@@ -311,7 +311,13 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 .filter(|d| d.label == *job)
                 .map(|d| &d.ended)
                 .collect();
-            if ended.iter().any(|e| matches!(e, Ended::Ok | Ended::Err(_))) {
+            // A copy that came after the job timed out could not report it.
+            let in_time = facts.deliveries.iter().any(|d| {
+                d.label == *job
+                    && d.at < *created + crate::pipeline::JOB_TIMEOUT
+                    && matches!(d.ended, Ended::Ok | Ended::Err(_))
+            });
+            if in_time {
                 found.push(format!(
                     "unreported: job {} of {} was never reported (its deliveries: {ended:?})",
                     short(job),

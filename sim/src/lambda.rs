@@ -58,6 +58,8 @@ pub struct Delivered {
     pub delivery: u64,
     /// How it ended.
     pub ended: Ended,
+    /// When it ended, since the schedule began.
+    pub at: Duration,
 }
 
 struct Env {
@@ -231,6 +233,7 @@ impl Lambda {
                 label: label.to_owned(),
                 delivery,
                 ended: ended.clone(),
+                at: self.started.elapsed(),
             });
         ended
     }

@@ -95,12 +95,22 @@ pub fn simulate(seed: u64, story: bool) -> Outcome {
 
 /// Runs `plan` (drawn from `seed`, perhaps edited by a regression).
 pub fn simulate_plan(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime");
-    runtime.block_on(schedule(seed, plan, story))
+    // A thread of its own: the handler's futures are deep (a debug build
+    // needs more than a test thread's stack), and the virtual epoch and the
+    // seeded ids are per thread.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("a current-thread runtime");
+            runtime.block_on(schedule(seed, plan, story))
+        })
+        .expect("a simulation thread")
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 async fn schedule(seed: u64, plan: draw::Plan, story: bool) -> Outcome {

@@ -23,7 +23,7 @@ use crate::timeline::Timeline;
 pub const ACTION_FAILED: &str = "FAILED ";
 
 /// CodePipeline's job timeout for an Invoke action's job.
-const JOB_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Longer than any action may run (the simulator's own bound).
 pub const ACTION_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
@@ -47,8 +47,10 @@ pub struct Run {
     pub execution: usize,
     /// 1 for the first run, 2 after the first stage retry, …
     pub number: u32,
-    /// The run's jobs, in order.
+    /// The run's jobs, in order, with when each was created (since the
+    /// schedule began).
     pub jobs: Vec<String>,
+    pub created: Vec<Duration>,
     /// How it ended.
     pub end: End,
     /// The final report.
@@ -66,6 +68,7 @@ pub struct Pipelines {
     started: Mutex<Vec<u32>>,
     timeline: Arc<Timeline>,
     busy: crate::Busy,
+    origin: tokio::time::Instant,
 }
 
 impl Pipelines {
@@ -86,6 +89,7 @@ impl Pipelines {
             started: Mutex::new(runs),
             timeline,
             busy,
+            origin: tokio::time::Instant::now(),
         })
     }
 
@@ -150,6 +154,7 @@ impl Pipelines {
         let limit = tokio::time::Instant::now() + ACTION_LIMIT;
         let mut token = None;
         let mut jobs = Vec::new();
+        let mut created = Vec::new();
         let (end, last) = loop {
             let job = aws.new_job(
                 &e.id,
@@ -158,6 +163,7 @@ impl Pipelines {
                 token.take(),
             );
             jobs.push(job.id.clone());
+            created.push(self.origin.elapsed());
             note!(
                 self.timeline,
                 0,
@@ -200,6 +206,7 @@ impl Pipelines {
                 execution: index,
                 number,
                 jobs,
+                created,
                 end,
                 last,
             });

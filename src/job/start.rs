@@ -38,6 +38,8 @@ struct Facts {
     /// The attempt records listed; the latest is what the summary holds (it
     /// is never written back to an attempt older than it).
     records: Vec<State>,
+    /// The attempt was claimed by this invocation (not resumed).
+    fresh: bool,
 }
 
 impl Deployment {
@@ -132,6 +134,7 @@ impl Deployment {
         for _ in 0..MAX_LOST_CLAIMS {
             let plan = plan_start(&records, &self.id, caller, config.rerun);
             info!(?plan, "start plan");
+            let mut fresh = false;
             let record = match plan {
                 StartPlan::Report(record) => {
                     let report = self.report(&record, &container, caller)?;
@@ -215,6 +218,7 @@ impl Deployment {
                     match state::create(ssm, &config.state_parameter, &claim).await {
                         Ok(true) => {
                             info!(seq, attempt, "claimed the attempt");
+                            fresh = true;
                             state::clean_up(ssm, &config.state_parameter, &records).await;
                             claim
                         }
@@ -240,6 +244,7 @@ impl Deployment {
                 placement,
                 lock_records,
                 records,
+                fresh,
             };
             return self.go(inv, caller, record, facts, unknown).await;
         }
@@ -270,6 +275,7 @@ impl Deployment {
             placement,
             lock_records,
             records,
+            fresh,
         } = facts;
         let top = records.last();
         let resume = Phase::Resume {
@@ -353,7 +359,7 @@ impl Deployment {
         };
         let record = chosen.on(record);
 
-        if let Err(failure) = self.reset(inv).await {
+        if let Err(failure) = self.reset(inv, fresh).await {
             if retry_later(&failure).is_some() || unknown > 0 {
                 return self
                     .not_now(inv, caller, Some(record.seq), unknown, failure)
@@ -459,16 +465,19 @@ impl Deployment {
     }
 
     /// Sets every `resetParameters` entry to `"0"`: done, and seen done,
-    /// before this attempt's RunTask is sent — by every invocation about to
-    /// send it, so that a reset whose writes failed or whose writer crashed
-    /// is finished by whoever goes on with the attempt. Writing `"0"` again
-    /// is harmless: no instance of this deployment has set `"1"` before its
-    /// migration succeeded (the deploy follows this action), and once the
-    /// attempt's task is recorded nobody comes here for it again.
-    async fn reset(&self, inv: &Invocation<'_>) -> Result<(), Failure> {
+    /// before this attempt's RunTask is sent, by whichever invocation sends
+    /// it — so a reset whose writes failed or whose writer crashed is
+    /// finished by whoever goes on with the attempt. Still once per attempt
+    /// (`migrate-once claim` takes each write of `"0"` for a new reset): the
+    /// invocation that claimed the attempt writes them all; one resuming it
+    /// writes only those not `"0"` yet. Once the attempt's task is recorded,
+    /// nobody comes here for it again.
+    async fn reset(&self, inv: &Invocation<'_>, fresh: bool) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
         for name in &self.config.reset_parameters {
-            state::put(ssm, name, "0", true).await?;
+            if fresh || state::get(ssm, name).await?.as_deref() != Some("0") {
+                state::put(ssm, name, "0", true).await?;
+            }
         }
         Ok(())
     }
