@@ -40,6 +40,10 @@ pub struct Online {
     /// The order deployments started in on each state parameter: the seq
     /// of each one's first attempt record.
     pub first_claims: Mutex<BTreeMap<(String, String), u64>>,
+    /// Every UpdateService the world applied: service, the calling job,
+    /// when (since the schedule began).
+    pub updates: Mutex<Vec<(String, String, std::time::Duration)>>,
+    origin: tokio::time::Instant,
     retries: UnboundedSender<String>,
 }
 
@@ -56,6 +60,8 @@ impl Online {
             violations: Mutex::default(),
             reruns: Mutex::default(),
             first_claims: Mutex::default(),
+            updates: Mutex::default(),
+            origin: tokio::time::Instant::now(),
             retries,
         }
     }
@@ -118,6 +124,17 @@ impl Observer for Online {
         request: &WireRequest,
         response: &WireResponse,
     ) {
+        if request.operation() == "UpdateService" && response.status == 200 {
+            let service = body(request)["service"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let job = caller.map_or_else(String::new, |c| c.label.clone());
+            self.updates
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((service, job, self.origin.elapsed()));
+        }
         if request.operation() == "PutParameter" && response.status == 200 {
             let input = body(request);
             let name = input["Name"].as_str().unwrap_or_default();
@@ -210,6 +227,7 @@ pub struct Facts<'a> {
     pub deliveries: &'a [Delivered],
     pub reruns: &'a BTreeMap<String, u32>,
     pub first_claims: &'a BTreeMap<(String, String), u64>,
+    pub updates: &'a [(String, String, std::time::Duration)],
 }
 
 /// The invariants at rest; each violation as a sentence.
@@ -335,6 +353,49 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 run.number,
                 short(&e.id),
                 run.last.as_ref().and_then(|r| r.summary.clone())
+            ));
+        }
+    }
+
+    // One UpdateService per service per action run, only after its
+    // migration exited 0, never after the run ended.
+    let mut per_run: BTreeMap<(String, usize, u32), usize> = BTreeMap::new();
+    for (service, job, at) in facts.updates {
+        let Some(run) = facts.runs.iter().find(|r| r.jobs.contains(job)) else {
+            found.push(format!(
+                "stray update: {service} updated by {job:?}, no job of any run"
+            ));
+            continue;
+        };
+        let e = &plan.executions[run.execution];
+        *per_run
+            .entry((service.clone(), run.execution, run.number))
+            .or_default() += 1;
+        let migrated = tasks
+            .iter()
+            .any(|t| t.deployment == e.id && t.exited_zero && t.end.is_some_and(|end| end <= *at));
+        if !migrated {
+            found.push(format!(
+                "roll before migration: {service} updated at {:.1} s for {} whose migration had not exited 0",
+                at.as_secs_f64(),
+                short(&e.id)
+            ));
+        }
+        let last = run.created.last().copied().unwrap_or_default();
+        if run.end != End::Unended && *at > last + crate::pipeline::JOB_TIMEOUT {
+            found.push(format!(
+                "late update: {service} updated at {:.1} s by a copy of a job of run {} of {}, which had ended",
+                at.as_secs_f64(),
+                run.number,
+                short(&e.id)
+            ));
+        }
+    }
+    for ((service, execution, number), n) in per_run {
+        if n > 1 {
+            found.push(format!(
+                "updated twice: {service} got {n} UpdateService in run {number} of {}",
+                short(&plan.executions[execution].id)
             ));
         }
     }

@@ -22,6 +22,8 @@ pub const PIPELINE: &str = "app-pipeline";
 pub const STAGE: &str = "Migrate";
 /// The decisive container.
 pub const CONTAINER: &str = "migrate";
+/// The service family 0's pipeline may roll.
+pub const SERVICE: &str = "web";
 
 /// One task family migrating one database, deployed by one pipeline.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct Family {
     pub modelled: bool,
     /// `stopOnPipelineStop`.
     pub stop_on_pipeline_stop: bool,
+    /// The services rolled after the migration (`deploy`), if any.
+    pub services: Vec<String>,
     /// Its UserParameters.
     pub params: Value,
 }
@@ -158,7 +162,8 @@ pub fn plan(seed: u64) -> Plan {
         operator_rerun: rng.unit() * 0.2,
     };
 
-    let scenario = scenario(&families, &executions, tasks);
+    let rollouts: Vec<Value> = (0..8).map(|_| rollout(&mut rng)).collect();
+    let scenario = scenario(&families, &executions, tasks, rollouts);
     Plan {
         scenario,
         families,
@@ -193,6 +198,12 @@ fn family(rng: &mut Rng, i: usize, shared_lock: bool) -> Family {
     let wait = *rng.pick(&[0, 5, 20]);
     let rerun_always = rng.chance(0.15);
     let stop_on_pipeline_stop = rng.chance(0.5);
+    // Family 0's pipeline rolls its web service after the migration.
+    let services: Vec<String> = if i == 0 && rng.chance(0.35) {
+        vec![SERVICE.to_owned()]
+    } else {
+        Vec::new()
+    };
     let mut params = json!({
         "deployment": local_aws::scenario::EXECUTION_ID_VARIABLE,
         "cluster": CLUSTER,
@@ -217,6 +228,10 @@ fn family(rng: &mut Rng, i: usize, shared_lock: bool) -> Family {
     if rerun_always {
         params["rerun"] = json!("always");
     }
+    if !services.is_empty() {
+        params["deploy"] =
+            json!({"services": services, "timeoutSeconds": *rng.pick(&[60, 300, 900])});
+    }
     Family {
         family,
         state,
@@ -227,6 +242,7 @@ fn family(rng: &mut Rng, i: usize, shared_lock: bool) -> Family {
         timeout,
         modelled: i == 0,
         stop_on_pipeline_stop,
+        services,
         params,
     }
 }
@@ -275,8 +291,33 @@ fn task(rng: &mut Rng, family: &Family) -> TaskOutcome {
     outcome
 }
 
-fn scenario(families: &[Family], executions: &[Execution], tasks: Vec<TaskOutcome>) -> Scenario {
-    let definitions: Vec<Value> = families
+/// How the next deployment of the web service goes.
+fn rollout(rng: &mut Rng) -> Value {
+    let r = rng.unit();
+    let outcome = if r < 0.6 {
+        "completed"
+    } else if r < 0.75 {
+        "failed"
+    } else if r < 0.9 {
+        "rolledBack"
+    } else {
+        "stuck"
+    };
+    json!({
+        "outcome": outcome,
+        "steps": rng.range(1, 6),
+        "stepMillis": rng.range(1, 40) * 1000,
+        "rollbackSteps": rng.range(0, 2),
+    })
+}
+
+fn scenario(
+    families: &[Family],
+    executions: &[Execution],
+    tasks: Vec<TaskOutcome>,
+    rollouts: Vec<Value>,
+) -> Scenario {
+    let mut definitions: Vec<Value> = families
         .iter()
         .map(|f| {
             json!({
@@ -290,10 +331,25 @@ fn scenario(families: &[Family], executions: &[Execution], tasks: Vec<TaskOutcom
             })
         })
         .collect();
+    definitions.push(json!({
+        "family": SERVICE,
+        "revision": 7,
+        "containers": [{"name": SERVICE, "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"}],
+    }));
     let mut scenario: Scenario = serde_json::from_value(json!({
         "pipeline": {"name": PIPELINE, "stage": STAGE, "action": STAGE},
         "clusters": [CLUSTER],
         "taskDefinitions": definitions,
+        "services": [{
+            "name": SERVICE,
+            "cluster": CLUSTER,
+            "launchType": "FARGATE",
+            "subnets": ["subnet-0a1b"],
+            "securityGroups": ["sg-0a1b"],
+            "taskDefinition": format!("{SERVICE}:7"),
+            "desiredCount": 2,
+            "rollouts": rollouts,
+        }],
         "userParameters": families[0].params,
     }))
     .expect("the simulator's scenario is well-formed");

@@ -192,6 +192,11 @@ async fn schedule(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let updates = online
+        .updates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     violations.extend(online.violations());
     violations.extend(check::at_rest(&check::Facts {
         plan: &plan,
@@ -200,6 +205,7 @@ async fn schedule(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
         deliveries: &deliveries,
         reruns: &reruns,
         first_claims: &first_claims,
+        updates: &updates,
     }));
     local_aws::clock::clear_virtual_epoch();
     Outcome {
