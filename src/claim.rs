@@ -17,11 +17,19 @@
 //!    `<parameter>/claims/<version>-<millis>` (`PutParameter`,
 //!    `Overwrite=false`). SSM's atomic create lets exactly one create succeed;
 //!    everyone else gets `ParameterAlreadyExists` and has lost reset `r`.
+//!    The record's value names its creator, a nonce included ([`Holder`]): a
+//!    create whose answer was lost, retried by the SDK into
+//!    `ParameterAlreadyExists`, is recognised by reading the record back and
+//!    finding oneself — otherwise the reset would have no winner at all.
 //! 2. The creator reads the parameter again. Only if it still shows reset `r`
 //!    has it won. This is what makes deleting old claim records safe: a record
 //!    is only ever deleted by the winner of a *newer* reset, so once it is
 //!    gone the parameter no longer shows its reset, and a late claimer that
-//!    re-creates it fails this check (and reads the parameter afresh).
+//!    re-creates it fails this check (and reads the parameter afresh). A
+//!    read that fails is not an answer: transient errors are retried (until
+//!    `--timeout`); a creator that still cannot tell deletes its own record
+//!    before it exits 2 — it ran nothing, so the reset is free again for the
+//!    next claimer instead of held by nobody.
 //! 3. The winner runs the command with inherited stdio, forwarding SIGINT and
 //!    SIGTERM, then writes `"1"` or `"failed"` — unless the parameter was reset
 //!    again meanwhile: then it leaves the newer reset to its own claimers (a
@@ -39,15 +47,16 @@
 //! Calls: a winner makes 2 `GetParameter` + 1 create, 1 `GetParameter` + 1
 //! `PutParameter` to record the outcome and 1 `GetParametersByPath` (+ 1
 //! `DeleteParameters` when there are older records) to tidy up; a loser
-//! without `--wait` makes 1 `GetParameter` + 1 create; with `--wait` one
-//! `GetParameter` more for the holder's record and one per poll.
+//! makes 1 `GetParameter` + 1 create + 1 `GetParameter` of the holder's
+//! record (is it its own?), and with `--wait` one `GetParameter` per poll.
+//! Transient errors of the create and of the reads and the outcome write
+//! that follow it are tried again, with the poll backoff, until `--timeout`.
 
 use std::ffi::OsString;
 use std::time::Duration;
 use tokio::time::Instant;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterType;
@@ -384,6 +393,10 @@ pub struct Holder {
     pub pid: u32,
     /// When it claimed, RFC 3339.
     pub started_at: String,
+    /// What makes the record this claimer's own, whatever else it shares
+    /// with another (a host name and pid 1 in every container).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 impl Holder {
@@ -401,6 +414,7 @@ impl Holder {
             started_at: DateTime::from(crate::clock::now())
                 .fmt(Format::DateTime)
                 .unwrap_or_default(),
+            nonce: format!("{:016x}", crate::clock::nonce()),
         }
     }
 }
@@ -593,10 +607,34 @@ impl Ssm<'_> {
             .map_err(|e| self.error("ssm:PutParameter", self.parameter, e))
     }
 
-    /// The text of a claim record, if it can be read.
-    async fn holder(&self, name: &str) -> Option<String> {
-        let out = self.client.get_parameter().name(name).send().await.ok()?;
-        out.parameter?.value
+    /// The text of a claim record; `None` when it does not exist.
+    async fn holder(&self, name: &str) -> Result<Option<String>, ClaimError> {
+        match self.client.get_parameter().name(name).send().await {
+            Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.error("ssm:GetParameter", name, e)),
+        }
+    }
+
+    /// Deletes the claim record `name`: a creator that ran nothing gives
+    /// the reset back. `false` when it could not.
+    async fn give_back(&self, name: &str) -> bool {
+        let answer = self.client.delete_parameters().names(name).send().await;
+        match answer {
+            Ok(_) => true,
+            Err(e) => {
+                say!(
+                    "could not delete the claim record {name}: {}",
+                    self.error("ssm:DeleteParameters", name, e)
+                );
+                false
+            }
+        }
     }
 
     /// Deletes the claim records of resets older than `current` (best
@@ -668,12 +706,9 @@ async fn sdk_config() -> aws_config::SdkConfig {
                 .build(),
         );
     // Fifty instances claiming at once may be throttled: five jittered tries
-    // unless the SDK's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say otherwise.
-    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
-        && std::env::var_os("AWS_RETRY_MODE").is_none()
-    {
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(5));
-    }
+    // unless the SDK's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say otherwise,
+    // as the function's own calls ([`crate::sdk::retry_config`]).
+    loader = loader.retry_config(crate::sdk::retry_config(|name| std::env::var(name).ok()));
     loader.load().await
 }
 
@@ -722,10 +757,48 @@ async fn claim(ssm: &Ssm<'_>, args: &Args, poll: Duration) -> Result<i32, ClaimE
             }
         };
         let name = claim_name(parameter, reset);
-        if ssm.create(&name, &record).await? {
-            reading = ssm.read().await?;
+        // A create whose outcome is unknown is tried again; lost, or created
+        // by us with the answer lost (the retry then finds the record): the
+        // record says whose it is.
+        let created = patiently("create the claim record", deadline, poll, || {
+            ssm.create(&name, &record)
+        })
+        .await?;
+        let found = if created {
+            None
+        } else {
+            let read = patiently("read the claim record", deadline, poll, || {
+                ssm.holder(&name)
+            });
+            match read.await {
+                Ok(found) => found,
+                Err(e) => {
+                    // Never ours without proof: at worst nobody runs it for
+                    // this reset, never two.
+                    say!("could not read the claim record {name}, so taking it as another's: {e}");
+                    None
+                }
+            }
+        };
+        if created || found.as_deref() == Some(record.as_str()) {
+            let confirmed = patiently("read the parameter", deadline, poll, || ssm.read()).await;
+            reading = match confirmed {
+                Ok(reading) => reading,
+                Err(e) => {
+                    let freed = if ssm.give_back(&name).await {
+                        "gave the claim back (nothing was run), so the next claimer can run it"
+                    } else {
+                        "the claim stays held until the next reset"
+                    };
+                    say!(
+                        "claimed {parameter} (reset version {}) but could not read it again; {freed}",
+                        reset.version
+                    );
+                    return Err(e);
+                }
+            };
             if reading.flag() == Flag::Reset(reset) {
-                return win(ssm, args, reset).await;
+                return win(ssm, args, reset, poll).await;
             }
             // The parameter moved on between our read and our create: our
             // record is for a reset that is no longer current. Start over.
@@ -739,7 +812,7 @@ async fn claim(ssm: &Ssm<'_>, args: &Args, poll: Duration) -> Result<i32, ClaimE
             );
             return Ok(0);
         }
-        let holder = describe_holder(ssm.holder(&name).await.as_deref());
+        let holder = describe_holder(found.as_deref());
         say!("waiting for {holder} to finish with {parameter}");
         match wait(ssm, reset, deadline, poll).await? {
             Some(Waited::Done(exit)) => {
@@ -759,6 +832,38 @@ async fn claim(ssm: &Ssm<'_>, args: &Args, poll: Duration) -> Result<i32, ClaimE
                 );
                 return Ok(EXIT_FAILED);
             }
+        }
+    }
+}
+
+/// `call` until it answers, trying transient errors (throttling, 5xx,
+/// timeouts, after the SDK's own retries) again with the poll backoff until
+/// `deadline`: unknown is not failed. What `call` reads or writes is the
+/// same each time, so trying again is safe.
+async fn patiently<T, F, Fut>(
+    what: &str,
+    deadline: Instant,
+    base: Duration,
+    mut call: F,
+) -> Result<T, ClaimError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClaimError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(ClaimError::Call {
+                transient: true,
+                detail,
+                ..
+            }) if Instant::now() < deadline => {
+                say!("could not {what} (trying again): {detail}");
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(jittered(poll_delay(tries, base, remaining))).await;
+                tries = tries.saturating_add(1);
+            }
+            other => return other,
         }
     }
 }
@@ -799,7 +904,7 @@ fn jittered(d: Duration) -> Duration {
 }
 
 /// The winner: runs the command, records the outcome, tidies up.
-async fn win(ssm: &Ssm<'_>, args: &Args, reset: Reset) -> Result<i32, ClaimError> {
+async fn win(ssm: &Ssm<'_>, args: &Args, reset: Reset, poll: Duration) -> Result<i32, ClaimError> {
     let parameter = ssm.parameter;
     let program = args.command[0].to_string_lossy();
     say!(
@@ -827,9 +932,11 @@ async fn win(ssm: &Ssm<'_>, args: &Args, reset: Reset) -> Result<i32, ClaimError
     // Exit non-zero when the outcome could not be recorded, even after a
     // successful command: the waiters would otherwise wait for nothing.
     let unrecorded = if succeeded { EXIT_ERROR } else { code };
-    match ssm.read().await {
+    let deadline = Instant::now() + args.timeout;
+    match patiently("read the parameter", deadline, poll, || ssm.read()).await {
         Ok(now) if now.flag() == Flag::Reset(reset) => {
-            if let Err(e) = ssm.record(outcome).await {
+            let recorded = patiently("record the outcome", deadline, poll, || ssm.record(outcome));
+            if let Err(e) = recorded.await {
                 say!("{program} exited with {code}, but the outcome could not be recorded: {e}");
                 return Ok(unrecorded);
             }

@@ -229,7 +229,7 @@ async fn a_winner_makes_six_ssm_calls_and_one_more_to_tidy_older_records() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loser_without_wait_makes_two_calls_and_runs_nothing() {
+async fn a_loser_without_wait_makes_three_calls_and_runs_nothing() {
     let aws = local_aws().await;
     let claims = Claims::local("loser", &aws);
     aws.put_parameter(FLAG, "0");
@@ -243,9 +243,15 @@ async fn a_loser_without_wait_makes_two_calls_and_runs_nothing() {
         .iter()
         .map(|c| format!("{} {}", c.operation, c.error.clone().unwrap_or_default()))
         .collect();
+    // The third reads the claim record back: a create whose answer was
+    // lost is one's own (see the test below).
     assert_eq!(
         calls,
-        ["GetParameter ", "PutParameter ParameterAlreadyExists"]
+        [
+            "GetParameter ",
+            "PutParameter ParameterAlreadyExists",
+            "GetParameter "
+        ]
     );
     drop(winner);
     assert_eq!(claims.runs(), 1);
@@ -457,6 +463,83 @@ async fn a_deployment_resets_the_flag_and_then_one_instance_of_many_migrates() {
 
     let outputs = claims.crowd(50, RECORD_RUN).await;
     assert_one_run(&outputs, 0, &claims);
+    assert_eq!(aws.parameter(FLAG).map(|p| p.value).as_deref(), Some("1"));
+}
+
+/// A control plane whose SSM has `FLAG` at `"0"` and misbehaves as
+/// `faults` say; claimers retry each call twice with 1 ms backoff.
+async fn faulty(test: &str, faults: Value) -> (LocalAws, Claims) {
+    let scenario = json!({
+        "parameters": [{"name": FLAG, "value": "0"}],
+        "faults": faults
+    });
+    let aws = match Scenario::from_json(&scenario.to_string()) {
+        Ok(s) => LocalAws::start(s).await.expect("local control plane"),
+        Err(e) => panic!("{e}"),
+    };
+    let mut env = aws.sdk_environment();
+    env.push(("AWS_MAX_ATTEMPTS".into(), "2".into()));
+    env.push(("AWS_RETRY_INITIAL_BACKOFF_MS".into(), "1".into()));
+    let claims = Claims::new(test, env);
+    (aws, claims)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_still_wins_for_its_creator() {
+    // The first create is applied but its answer is lost; the SDK's retry
+    // gets ParameterAlreadyExists. That claimer created the record, so it
+    // has won: somebody must run the command, and only once.
+    let faults = json!([{"operation": "PutParameter", "calls": [1], "fault": "lostAnswer"}]);
+    let (aws, claims) = faulty("lost-create", faults).await;
+    let children: Vec<Child> = (0..6)
+        .map(|i| {
+            let options: &[&str] = if i % 2 == 0 {
+                &[]
+            } else {
+                &["--wait", "--timeout", "5"]
+            };
+            claims.spawn(options, RECORD_RUN)
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    for child in children {
+        outputs.push(child.wait_with_output().await.expect("claimer output"));
+    }
+    assert_one_run(&outputs, 0, &claims);
+    assert_eq!(aws.parameter(FLAG).map(|p| p.value).as_deref(), Some("1"));
+    assert!(
+        aws.calls_of("PutParameter")[0].error.is_some(),
+        "the fault hit the first create"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winner_whose_confirming_read_fails_reads_again_and_runs_the_command() {
+    // Calls: GetParameter 1 reads "0", the create wins, GetParameter 2 and
+    // its SDK retry (3) answer 500. Unknown is not failed: the winner reads
+    // again instead of exiting 2 with the claim held.
+    let faults = json!([{"operation": "GetParameter", "calls": [2, 3], "fault": "http500"}]);
+    let (aws, claims) = faulty("confirm-retried", faults).await;
+    let o = claims.run(&[], RECORD_RUN).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(claims.runs(), 1, "{}", stderr(&o));
+    assert_eq!(aws.parameter(FLAG).map(|p| p.value).as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winner_that_cannot_confirm_gives_the_claim_back() {
+    // The confirming read is refused for good: the winner exits 2 without
+    // running the command, and gives the reset back so that the next
+    // claimer runs it instead of finding a claim nobody acts on.
+    let faults = json!([{"operation": "GetParameter", "calls": [2], "fault": "accessDenied"}]);
+    let (aws, claims) = faulty("confirm-denied", faults).await;
+    let first = claims.run(&[], RECORD_RUN).await;
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    assert!(stderr(&first).contains("denied"), "{}", stderr(&first));
+    assert_eq!(claims.runs(), 0);
+    let next = claims.run(&[], RECORD_RUN).await;
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert_eq!(claims.runs(), 1, "{}{}", stderr(&first), stderr(&next));
     assert_eq!(aws.parameter(FLAG).map(|p| p.value).as_deref(), Some("1"));
 }
 
