@@ -3,12 +3,30 @@
 //! The same function, invoked by EventBridge rules, reruns a stage whose
 //! migration failed for a transient reason, reruns a stage on an operator's
 //! request, and stops the migration task when the pipeline execution is
-//! stopped. EventBridge delivers at least once: a rerun is claimed with an
-//! atomic create keyed by the failed attempt (`<stateParameter>/rerun/<seq>`)
-//! before RetryStageExecution, so a second delivery of the same event (or
-//! another event about the same failure) does nothing. These paths never
-//! write an attempt record: a stop only calls StopTask, and the outcome is
-//! recorded from ECS's facts by whoever sees the task stopped.
+//! stopped. These paths never write an attempt record: a stop only calls
+//! StopTask, and the outcome is recorded from ECS's facts by whoever sees
+//! the task stopped.
+//!
+//! # Claimed, then done
+//!
+//! EventBridge delivers at least once, and Lambda delivers an event again
+//! when an invocation fails. Each side effect is claimed with an atomic
+//! create before it is made, keyed by what it is about:
+//! `<stateParameter>/rerun/<seq>` (the automatic rerun after attempt `seq`
+//! failed), `<stateParameter>/stop/<seq>` (the stop of its task) and
+//! `<stateParameter>/request/<event>` (one operator's request, by its
+//! EventBridge event id). The claim's value ([`ClaimValue`]) says how far
+//! its action got: *taken* by the delivery that created it, *done* once the
+//! action was carried out (or CodePipeline declined it), or *unfinished*
+//! when the action failed — the delivery then ends in an error, and Lambda's
+//! redelivery of the event finishes it. A delivery that finds the claim
+//! ([`turn`]) does nothing when it is done or freshly taken by a copy of
+//! the event still at work, and acts when it is unfinished or was taken
+//! longer ago than any invocation lives (its delivery died). Acting again
+//! is safe: RetryStageExecution of a stage that is being retried is
+//! declined by CodePipeline, and StopTask is idempotent; what a done mark
+//! prevents is a second rerun of a stage that failed again meanwhile. A
+//! stop is never marked done (StopTask twice is harmless): one write fewer.
 //!
 //! The action's configuration is not in these events: it is found with
 //! GetPipeline, as the Invoke action of the stage whose `FunctionName` is
@@ -18,6 +36,7 @@ use aws_sdk_codepipeline::types::StageRetryMode;
 use tracing::{info, warn};
 
 use crate::Clients;
+use crate::clock::{epoch_secs, now};
 use crate::config::{self, Config};
 use crate::event::{PipelineEvent, RerunRequest};
 use crate::failure::Failure;
@@ -78,24 +97,33 @@ impl Rerunner<'_> {
             ))),
             Ok(record) => {
                 // Claim the rerun of this failed attempt before asking for
-                // it: every delivery of the event (and any other event about
-                // the same failure) finds it claimed; a crash in between
-                // costs a rerun, never causes two.
-                if !state::claim(ssm, sp, Claim::Rerun, record.seq, &event.event_id).await? {
-                    return Ok(nothing(format!(
-                        "not rerunning stage {}: attempt {} of deployment {} was already rerun",
-                        action.stage, record.attempt, record.deployment
-                    )));
-                }
-                self.retry_stage(&event.pipeline, &action.stage, &event.execution_id)
-                    .await
-                    .map(|done| {
-                        format!(
-                            "{done} (automatic rerun {} of {})",
-                            record.reruns + 1,
-                            action.config.max_auto_reruns
-                        )
-                    })
+                // it: every other delivery of the event (and any other event
+                // about the same failure) finds it claimed, and makes it
+                // only if this delivery could not (module docs).
+                let name = state::claim_name(sp, Claim::Rerun, record.seq);
+                let claim = match self.take(&name, &event.event_id).await? {
+                    Ok(claim) => claim,
+                    Err(found) => {
+                        return Ok(nothing(format!(
+                            "not rerunning stage {}: attempt {} of deployment {} {}",
+                            action.stage,
+                            record.attempt,
+                            record.deployment,
+                            found.phrase("was already rerun", "is being rerun")
+                        )));
+                    }
+                };
+                let done = self
+                    .retry_stage(&event.pipeline, &action.stage, &event.execution_id)
+                    .await;
+                self.settle(&name, claim, &done, true).await;
+                done.map(|done| {
+                    format!(
+                        "{done} (automatic rerun {} of {})",
+                        record.reruns + 1,
+                        action.config.max_auto_reruns
+                    )
+                })
             }
         }
     }
@@ -153,12 +181,33 @@ impl Rerunner<'_> {
                 request.stage, request.pipeline, self.function_name
             )));
         };
-        // A second delivery of the same request finds the stage being
-        // retried (the execution is no longer Failed, or CodePipeline refuses
-        // a second retry): nothing is claimed, so an operator's rerun never
-        // uses up an automatic one.
-        self.retry_stage(&request.pipeline, &request.stage, &execution_id)
-            .await
+        // One request, one rerun, however often it is delivered: claimed by
+        // its event id (an operator who wants another rerun sends another
+        // request), under a name of its own, so that an operator's rerun
+        // never uses up an automatic one.
+        let sp = &actions[0].config.state_parameter;
+        let name = request_claim_name(sp, &request.event_id);
+        let claim = match self.take(&name, &request.event_id).await? {
+            Ok(claim) => claim,
+            Err(found) => {
+                return Ok(nothing(format!(
+                    "nothing to rerun: this request (event {}) {} for stage {} of pipeline {}",
+                    request.event_id,
+                    found.phrase(
+                        "was already acted on",
+                        "is already being acted on by another delivery"
+                    ),
+                    request.stage,
+                    request.pipeline
+                )));
+            }
+        };
+        let done = self
+            .retry_stage(&request.pipeline, &request.stage, &execution_id)
+            .await;
+        self.settle(&name, claim, &done, true).await;
+        self.forget_old_requests(sp).await;
+        done
     }
 
     /// The pipeline execution was stopped: stop its migration task if the
@@ -196,18 +245,24 @@ impl Rerunner<'_> {
                 "migrate-once: pipeline execution {} was stopped",
                 event.execution_id
             );
-            if !state::claim(ssm, sp, Claim::Stop, seq, &event.event_id).await? {
-                done.push(format!(
-                    "stage {}: task {} is already being stopped",
-                    action.stage,
-                    task::task_id(&task_arn)
-                ));
-                continue;
-            }
+            let name = state::claim_name(sp, Claim::Stop, seq);
+            let claim = match self.take(&name, &event.event_id).await? {
+                Ok(claim) => claim,
+                Err(_) => {
+                    done.push(format!(
+                        "stage {}: task {} is already being stopped",
+                        action.stage,
+                        task::task_id(&task_arn)
+                    ));
+                    continue;
+                }
+            };
             // Only the stop: its outcome is recorded from ECS's facts (by the
             // action's next job, a lock contender or a stage retry), never
             // from intent — the task may have exited 0 just before.
-            task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await?;
+            let stopped = task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await;
+            self.settle(&name, claim, &stopped, false).await;
+            stopped?;
             done.push(format!(
                 "stage {}: stopped task {}",
                 action.stage,
@@ -224,6 +279,79 @@ impl Rerunner<'_> {
         };
         info!(pipeline = %event.pipeline, execution = %event.execution_id, "{summary}");
         Ok(summary)
+    }
+
+    /// Claims the side effect `name` for this delivery of event `event_id`:
+    /// `Ok(claim)` when this delivery is to make it (it created the claim —
+    /// also when the create's answer was lost — or found it unfinished, or
+    /// abandoned), otherwise what the claim says.
+    async fn take(&self, name: &str, event_id: &str) -> Result<Result<ClaimValue, Found>, Failure> {
+        let ssm = &self.clients.ssm;
+        let mine = ClaimValue {
+            at: epoch_secs(now()),
+            event: event_id.replace(' ', "_"),
+            nonce: format!("{:016x}", crate::clock::nonce()),
+            mark: Mark::Taken,
+        };
+        let text = mine.to_string();
+        if state::put(ssm, name, &text, false).await? {
+            return Ok(Ok(mine));
+        }
+        let found = state::get(ssm, name).await?;
+        if found.as_deref() == Some(text.as_str()) {
+            return Ok(Ok(mine));
+        }
+        let found = found.as_deref().and_then(ClaimValue::parse);
+        Ok(match turn(found.as_ref(), mine.at) {
+            Turn::Act => {
+                warn!(
+                    claim = name,
+                    "finishing a claimed action its own delivery did not finish"
+                );
+                Ok(mine)
+            }
+            Turn::Leave(found) => Err(found),
+        })
+    }
+
+    /// Records how far the claimed action got: unfinished after an error
+    /// (the delivery fails, and Lambda's redelivery finishes it), done after
+    /// it was carried out when `mark_done`. Best effort: a claim left taken
+    /// is finished by a delivery that finds it abandoned.
+    async fn settle<T>(
+        &self,
+        name: &str,
+        claim: ClaimValue,
+        result: &Result<T, Failure>,
+        mark_done: bool,
+    ) {
+        let mark = match result {
+            Ok(_) if !mark_done => return,
+            Ok(_) => Mark::Done,
+            Err(_) => Mark::Unfinished,
+        };
+        let value = ClaimValue { mark, ..claim }.to_string();
+        if let Err(failure) = state::put(&self.clients.ssm, name, &value, true).await {
+            warn!(claim = name, %failure, "could not record how far the claimed action got");
+        }
+    }
+
+    /// Deletes the request claims no delivery can arrive for any more.
+    /// Best effort: a few small parameters are no reason to fail a rerun.
+    async fn forget_old_requests(&self, state_parameter: &str) {
+        let ssm = &self.clients.ssm;
+        let cutoff = epoch_secs(now()).saturating_sub(REQUEST_CLAIM_TTL_SECS);
+        match state::children(ssm, &format!("{state_parameter}/request")).await {
+            Ok(claims) => {
+                let old: Vec<String> = claims
+                    .into_iter()
+                    .filter(|(_, value)| state::claimed_at(Some(value)) < cutoff)
+                    .map(|(name, _)| name)
+                    .collect();
+                state::delete(ssm, &old).await;
+            }
+            Err(failure) => warn!(%failure, "could not list old rerun requests"),
+        }
     }
 
     /// RetryStageExecution with FAILED_ACTIONS. The refusals that mean "not
@@ -350,6 +478,117 @@ fn targets_function(configured: &str, function_name: &str) -> bool {
     name == function_name
 }
 
+/// How long a request claim is kept: EventBridge and Lambda deliver an
+/// event again for up to 6 hours.
+const REQUEST_CLAIM_TTL_SECS: u64 = 7 * 3600;
+
+/// `<stateParameter>/request/<key>`: the claim of one operator request,
+/// keyed by a digest of its event id.
+fn request_claim_name(state_parameter: &str, event_id: &str) -> String {
+    format!(
+        "{state_parameter}/request/{}",
+        state::deployment_key(event_id)
+    )
+}
+
+/// How far a claimed action got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// In the hands of the delivery that claimed it.
+    Taken,
+    /// Carried out (or declined for good).
+    Done,
+    /// Its delivery failed; the next delivery makes it.
+    Unfinished,
+}
+
+/// The value of a claim: `<epoch secs> <event id> <nonce>[ done|
+/// unfinished]`. It starts with its time, as every claim value does
+/// ([`state::claimed_at`]); the nonce makes it this delivery's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClaimValue {
+    at: u64,
+    event: String,
+    nonce: String,
+    mark: Mark,
+}
+
+impl std::fmt::Display for ClaimValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.at, self.event, self.nonce)?;
+        match self.mark {
+            Mark::Taken => Ok(()),
+            Mark::Done => f.write_str(" done"),
+            Mark::Unfinished => f.write_str(" unfinished"),
+        }
+    }
+}
+
+impl ClaimValue {
+    /// A claim value in this shape; `None` for anything else (a claim of
+    /// an earlier version, which held only the event id).
+    fn parse(text: &str) -> Option<ClaimValue> {
+        let mut parts = text.split(' ');
+        let at = parts.next()?.parse().ok()?;
+        let event = parts.next()?.to_owned();
+        let nonce = parts.next()?.to_owned();
+        let mark = match parts.next() {
+            None => Mark::Taken,
+            Some("done") => Mark::Done,
+            Some("unfinished") => Mark::Unfinished,
+            Some(_) => return None,
+        };
+        parts.next().is_none().then_some(ClaimValue {
+            at,
+            event,
+            nonce,
+            mark,
+        })
+    }
+}
+
+/// What a delivery that could not create a claim does.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Make the action: the claim's own delivery did not.
+    Act,
+    /// Leave it: done, or still in the hands of another delivery.
+    Leave(Found),
+}
+
+/// Why a delivery left a claim alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The action was carried out.
+    Done,
+    /// Another delivery is carrying it out now.
+    InHand,
+}
+
+impl Found {
+    /// `done` or `in_hand`, whichever this is.
+    fn phrase<'a>(self, done: &'a str, in_hand: &'a str) -> &'a str {
+        match self {
+            Found::Done => done,
+            Found::InHand => in_hand,
+        }
+    }
+}
+
+/// The pure rule for a claim found at `now`: an unfinished action is made
+/// by whoever finds it; a taken one is left to its delivery until that
+/// delivery must have ended ([`state::TAKEOVER_SECS`], longer than the
+/// calls it makes may take), then made; a done one, or one in a shape of
+/// an earlier version (which marked nothing), is left.
+fn turn(found: Option<&ClaimValue>, now: u64) -> Turn {
+    match found.map(|c| (c.mark, now.saturating_sub(c.at))) {
+        Some((Mark::Unfinished, _)) => Turn::Act,
+        Some((Mark::Taken, age)) if age >= state::TAKEOVER_SECS => Turn::Act,
+        Some((Mark::Taken, _)) => Turn::Leave(Found::InHand),
+        Some((Mark::Done, _)) | None => Turn::Leave(Found::Done),
+    }
+}
+
 /// The latest attempt record when an automatic rerun is due, or why not.
 fn rerun_decision<'s>(
     top: Option<&'s State>,
@@ -396,6 +635,79 @@ mod tests {
             "migrate-once"
         ));
         assert!(!targets_function("migrate-twice", "migrate-once"));
+    }
+
+    #[test]
+    fn claim_values_say_how_far_the_action_got() {
+        let taken = ClaimValue {
+            at: 1_800_000_000,
+            event: "5b0a8a1c-7d1e".into(),
+            nonce: "00000000000000ff".into(),
+            mark: Mark::Taken,
+        };
+        assert_eq!(
+            taken.to_string(),
+            "1800000000 5b0a8a1c-7d1e 00000000000000ff"
+        );
+        for mark in [Mark::Taken, Mark::Done, Mark::Unfinished] {
+            let value = ClaimValue {
+                mark,
+                ..taken.clone()
+            };
+            assert_eq!(ClaimValue::parse(&value.to_string()), Some(value.clone()));
+            assert_eq!(state::claimed_at(Some(&value.to_string())), 1_800_000_000);
+        }
+        for other in [
+            "5b0a8a1c-7d1e",
+            "",
+            "x y z",
+            "1 e n maybe",
+            "1 e n done more",
+        ] {
+            assert_eq!(ClaimValue::parse(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_found_claim_is_finished_only_when_its_delivery_did_not() {
+        let at = 1_800_000_000;
+        let claim = |mark| ClaimValue {
+            at,
+            event: "e".into(),
+            nonce: "n".into(),
+            mark,
+        };
+        let cases = [
+            (Some(claim(Mark::Unfinished)), 0, Turn::Act),
+            (Some(claim(Mark::Unfinished)), 7200, Turn::Act),
+            (Some(claim(Mark::Taken)), 0, Turn::Leave(Found::InHand)),
+            (
+                Some(claim(Mark::Taken)),
+                state::TAKEOVER_SECS - 1,
+                Turn::Leave(Found::InHand),
+            ),
+            (Some(claim(Mark::Taken)), state::TAKEOVER_SECS, Turn::Act),
+            (Some(claim(Mark::Done)), 0, Turn::Leave(Found::Done)),
+            (Some(claim(Mark::Done)), 7200, Turn::Leave(Found::Done)),
+            // An earlier version's claim (the event id alone), or none.
+            (None, 7200, Turn::Leave(Found::Done)),
+        ];
+        for (found, age, expected) in cases {
+            assert_eq!(turn(found.as_ref(), at + age), expected, "{found:?} {age}");
+        }
+        // A clock behind the claim's own is not an old claim.
+        assert_eq!(
+            turn(Some(&claim(Mark::Taken)), at - 100),
+            Turn::Leave(Found::InHand)
+        );
+    }
+
+    #[test]
+    fn request_claims_are_named_by_their_event() {
+        let a = request_claim_name("/s", "c4f1e8a2-6b3d");
+        assert!(a.starts_with("/s/request/") && a.len() == "/s/request/".len() + 16);
+        assert_ne!(a, request_claim_name("/s", "c4f1e8a2-6b3e"));
+        assert_eq!(a, request_claim_name("/s", "c4f1e8a2-6b3d"));
     }
 
     #[test]

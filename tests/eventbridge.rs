@@ -9,8 +9,8 @@
 //! delivered a second time: the second copy must change nothing.
 
 use local_aws::{ActionStatus, FunctionHost, InvocationOutcome, LocalAws, PipelineDriver};
-use local_aws::{AttemptResult, CallRecord};
-use serde_json::Value;
+use local_aws::{AttemptResult, CallRecord, Scenario};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const STATE_PARAMETER: &str = "/migrate-once/app/app-migrate";
@@ -43,6 +43,23 @@ impl Stage {
         Stage { aws, host }
     }
 
+    /// A scenario file changed by `patch` (faults, tasks) before it starts.
+    async fn patched(scenario: &str, patch: impl FnOnce(&mut Value)) -> Stage {
+        let path = format!(
+            "{}/tests/scenarios/{scenario}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("scenario file");
+        let mut json: Value = serde_json::from_str(&text).expect("scenario JSON");
+        patch(&mut json);
+        let scenario = Scenario::from_json(&json.to_string()).expect("scenario");
+        let aws = LocalAws::start(scenario)
+            .await
+            .expect("local control plane");
+        let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
+        Stage { aws, host }
+    }
+
     /// The claim of the rerun after attempt record `seq` failed.
     fn rerun_claim(&self, seq: u64) -> Option<String> {
         self.aws
@@ -69,6 +86,25 @@ impl Stage {
         .await
         .unwrap_or_else(|_| panic!("the invocation did not end\n{}", self.explain()));
         self.response(&outcome)
+    }
+
+    /// Lambda's async invoke with its redeliveries: the answer of the
+    /// delivery that ended Ok, and how many deliveries it took.
+    async fn deliver_until_ok(&self, event: &Value) -> (String, usize) {
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.host.invoke_async(event).wait(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the invocation did not end\n{}", self.explain()));
+        match outcome.attempts.last().map(|a| &a.result) {
+            Some(AttemptResult::Response(body)) => (body.clone(), outcome.attempts.len()),
+            _ => panic!(
+                "no delivery answered Ok: {:?}\n{}",
+                outcome.attempts,
+                self.explain()
+            ),
+        }
     }
 
     fn response(&self, outcome: &InvocationOutcome) -> String {
@@ -444,4 +480,129 @@ async fn events_about_another_functions_action_change_nothing() {
     }
     assert!(s.changes().is_empty(), "{:?}\n{}", s.changes(), s.explain());
     assert!(s.aws.calls_of("GetPipeline").len() >= 3);
+}
+
+/// The SDK's retries, tried 3 times with 1 ms backoff, and `faults`.
+fn with_faults(faults: Value) -> impl FnOnce(&mut Value) {
+    move |scenario: &mut Value| {
+        scenario["environment"]["AWS_MAX_ATTEMPTS"] = json!("3");
+        scenario["environment"]["AWS_RETRY_INITIAL_BACKOFF_MS"] = json!("1");
+        scenario["faults"] = faults;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_codepipeline_did_not_answer_is_made_by_the_redelivery() {
+    // RetryStageExecution answers 500 through all of the SDK's tries: the
+    // first delivery ends in an error, and Lambda delivers the same event
+    // (same id) again. The rerun was claimed but never made: the redelivery
+    // makes it, once.
+    let faults =
+        json!([{"operation": "RetryStageExecution", "calls": [1, 2, 3], "fault": "http500"}]);
+    let s = Stage::patched("rerun-transient", with_faults(faults)).await;
+    let execution = s.execution();
+    let failed = s.driver().run(&execution).await;
+    assert_eq!(failed.status, ActionStatus::Failed, "{}", s.explain());
+
+    let event = action_failed(&execution);
+    let (answer, deliveries) = s.deliver_until_ok(&event).await;
+    assert_eq!(deliveries, 2, "{answer}\n{}", s.explain());
+    assert!(answer.contains("rerun 1 of 2"), "{answer}\n{}", s.explain());
+    let retries = s.aws.retries();
+    assert_eq!(retries.len(), 1, "{}", s.explain());
+    assert_eq!(retries[0].execution_id, execution);
+
+    // EventBridge's own copy of the event, later: the rerun is done.
+    let copy = s.deliver(&event).await;
+    assert!(copy.contains("already rerun"), "{copy}");
+    assert_eq!(
+        s.retry_calls().len(),
+        4,
+        "the copy does not ask\n{}",
+        s.explain()
+    );
+
+    // The rerun counts once.
+    let rerun = s.driver().run(&execution).await;
+    assert!(rerun.succeeded(), "{rerun:?}\n{}", s.explain());
+    assert_eq!(s.state()["reruns"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ecs_did_not_answer_is_made_by_the_redelivery() {
+    // StopTask answers 503 through all of the SDK's tries; the redelivery
+    // of the same event stops the task.
+    let faults = json!([{"operation": "StopTask", "calls": [1, 2, 3], "fault": "http503"}]);
+    let s = Stage::patched("pipeline-stop", with_faults(faults)).await;
+    let execution = s.execution();
+    let action = while_running(&s).await;
+    let task_arn = s.state()["taskArn"].as_str().expect("task ARN").to_owned();
+
+    let stopped = event(PIPELINE_STOPPED, &[("execution-id", &execution)]);
+    let (answer, deliveries) = s.deliver_until_ok(&stopped).await;
+    assert_eq!(deliveries, 2, "{answer}\n{}", s.explain());
+    assert!(answer.contains("stopped task"), "{answer}\n{}", s.explain());
+    let accepted: Vec<CallRecord> = s
+        .aws
+        .calls_of("StopTask")
+        .into_iter()
+        .filter(|c| c.ok())
+        .collect();
+    assert_eq!(accepted.len(), 1, "{}", s.explain());
+    assert_eq!(accepted[0].request["task"], task_arn.as_str());
+
+    let result = tokio::time::timeout(Duration::from_secs(10), action)
+        .await
+        .expect("the action ends")
+        .expect("driver");
+    assert_eq!(result.status, ActionStatus::Failed, "{}", s.explain());
+    assert_eq!(s.state()["status"], "failed");
+    assert!(s.lock_held_by(&execution).is_empty(), "{}", s.explain());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_request_reruns_once_however_often_it_is_delivered() {
+    // The request's first delivery meets a RetryStageExecution that answers
+    // 500 through the SDK's tries; its redelivery reruns the stage. The
+    // rerun fails again (exit 3), and then EventBridge delivers the same
+    // request (same event id) once more: that must not rerun a second time.
+    // A new request (a new event) does.
+    let faults =
+        json!([{"operation": "RetryStageExecution", "calls": [1, 2, 3], "fault": "http500"}]);
+    let s = Stage::patched("rerun-request", |scenario| {
+        with_faults(faults)(scenario);
+        scenario["tasks"] = json!([{"timeline": ["PENDING", "RUNNING"], "exitCodes": {"app": 3}}]);
+    })
+    .await;
+    let latest = s.execution();
+    let request = event(RERUN_REQUESTED, &[]);
+
+    let (first, deliveries) = s.deliver_until_ok(&request).await;
+    assert_eq!(deliveries, 2, "{first}\n{}", s.explain());
+    assert!(first.contains("reran"), "{first}\n{}", s.explain());
+    assert_eq!(s.aws.retries().len(), 1, "{}", s.explain());
+
+    // CodePipeline reruns the failed action; the migration fails again.
+    let rerun = s.driver().run(&latest).await;
+    assert_eq!(rerun.status, ActionStatus::Failed, "{}", s.explain());
+    assert_eq!(s.aws.execution_status(&latest).as_deref(), Some("Failed"));
+
+    let copy = s.deliver(&request).await;
+    assert!(copy.contains("already"), "{copy}\n{}", s.explain());
+    assert_eq!(
+        s.aws.retries().len(),
+        1,
+        "one request, one rerun\n{}",
+        s.explain()
+    );
+
+    let again = with_id(request, "5e0c1d2b-7a8f-4b3c-9d1e-2f3a4b5c6d7e");
+    let answer = s.deliver(&again).await;
+    assert!(answer.contains("reran"), "{answer}\n{}", s.explain());
+    assert_eq!(s.aws.retries().len(), 2, "{}", s.explain());
+    assert_eq!(
+        s.state()["reruns"],
+        0,
+        "an operator's rerun is not an automatic one"
+    );
 }
