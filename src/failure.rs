@@ -36,6 +36,18 @@ pub enum Failure {
     /// keeps them for the pipeline.
     #[error("{}", crate::logs::redact(.0))]
     Job(String),
+    /// SSM refused a new version of `parameter`: it has its 100 versions and
+    /// the oldest, which SSM would delete to make room, carries a label
+    /// (`ParameterMaxVersionLimitExceeded`). Only a person can fix that, so
+    /// it is reported as a `ConfigurationError`; it is its own variant
+    /// because what the caller was recording must not be lost with it
+    /// (see `watch::finish`).
+    #[error(
+        "SSM parameter `{parameter}` cannot take a new version: it has the 100 versions SSM keeps, and its oldest version has a label, so SSM will not delete it to make room (ParameterMaxVersionLimitExceeded: {detail}). \
+         Move the label to a newer version (`aws ssm label-parameter-version --name {parameter} --labels <label>`) or remove it \
+         (`aws ssm unlabel-parameter-version --name {parameter} --parameter-version <oldest version> --labels <label>`)"
+    )]
+    VersionLimit { parameter: String, detail: String },
 }
 
 impl Failure {
@@ -46,6 +58,7 @@ impl Failure {
             Failure::Permission { .. } => FailureType::PermissionError,
             Failure::Unavailable { .. } => FailureType::SystemUnavailable,
             Failure::Job(_) => FailureType::JobFailed,
+            Failure::VersionLimit { .. } => FailureType::ConfigurationError,
         }
     }
 
@@ -58,6 +71,21 @@ impl Failure {
             Failure::Job(text) => text.clone(),
             other => other.to_string(),
         }
+    }
+
+    /// The failure of a `PutParameter` of `parameter` that SSM refused with
+    /// `ParameterMaxVersionLimitExceeded`, if `err` is that refusal.
+    pub fn version_limit<E>(parameter: &str, err: &SdkError<E, HttpResponse>) -> Option<Failure>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        (err.code() == Some("ParameterMaxVersionLimitExceeded")).then(|| Failure::VersionLimit {
+            parameter: parameter.to_owned(),
+            detail: err
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| DisplayErrorContext(err).to_string()),
+        })
     }
 
     /// Classifies an SDK error of the call `api` (`"ecs:RunTask"`) that the
@@ -188,6 +216,23 @@ mod tests {
         );
         let other = Failure::Configuration("bad".into());
         assert_eq!(other.report_message(), other.to_string());
+    }
+
+    #[test]
+    fn a_parameter_ssm_will_not_version_says_which_and_what_to_do() {
+        let failure = Failure::VersionLimit {
+            parameter: "/migrate-once/app/app".into(),
+            detail: "Version 3, the oldest version, can't be deleted".into(),
+        };
+        assert_eq!(failure.failure_type(), FailureType::ConfigurationError);
+        let text = failure.report_message();
+        assert!(text.starts_with("SSM parameter `/migrate-once/app/app` cannot take"));
+        assert!(text.contains("its oldest version has a label"), "{text}");
+        assert!(text.contains("(ParameterMaxVersionLimitExceeded: Version 3, the oldest"));
+        assert!(
+            text.contains("aws ssm unlabel-parameter-version --name /migrate-once/app/app"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -21,12 +21,20 @@
 //! and log lines, and only the report sent to the pipeline [`unquote`]s it.
 //! The markers are control characters, which [`excerpt`] removes from every
 //! line, so a migration cannot print its way out of the quote.
+//!
+//! What the pipeline may not see either is what the SPEC calls secret: the
+//! values of the environment overrides (§3, "never logged or echoed") and
+//! the job's artifact credentials (§4a). A migration that fails on its
+//! database connection prints exactly those (`password=…`, a connection
+//! string), so every line is masked with [`Secrets`] before it is quoted.
 
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::config::Config;
+use crate::event::Job;
 use crate::failure::is_throttling;
 use crate::task::Container;
 
@@ -49,13 +57,102 @@ pub const QUOTE_CLOSE: char = '\u{3}';
 pub const REDACTED: &str =
     "Last log lines: (not in the function's log; see the pipeline's failure message).";
 
+/// What stands in a quoted line for a secret it held.
+pub const MASK: &str = "***";
+/// Values shorter than this are not masked: no credential is that short,
+/// and masking `1` or `on` would blank every digit and word of the lines.
+const MIN_SECRET: usize = 4;
+
+/// The texts no quoted line may show, in every form a line is likely to
+/// carry them: as they are, line by line (a multi-line value printed over
+/// several log events) and percent-encoded (a password in a connection
+/// URL). Longest first, so that a value holding a shorter one is masked
+/// whole. `Debug` shows how many, never what.
+#[derive(Clone, Default)]
+pub struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} forms)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// Masks `values` (and their other forms).
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Secrets {
+        let mut forms: Vec<String> = Vec::new();
+        for value in values {
+            let lines = value.lines().map(str::trim);
+            let encoded = percent_encoded(value);
+            let lower = encoded.to_ascii_lowercase();
+            for form in std::iter::once(value)
+                .chain(lines)
+                .chain([encoded.as_str(), lower.as_str()])
+            {
+                if form.chars().count() >= MIN_SECRET && !forms.iter().any(|f| f == form) {
+                    forms.push(form.to_owned());
+                }
+            }
+        }
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        Secrets(forms)
+    }
+
+    /// What an action's migration may print that the pipeline must not
+    /// read: its environment override values and the job's artifact
+    /// credentials.
+    pub fn of(config: &Config, job: &Job) -> Secrets {
+        let overrides = config.environment.0.values().map(String::as_str);
+        let credentials = job.data.artifact_credentials.iter().flat_map(|c| {
+            [
+                Some(c.access_key_id.as_str()),
+                Some(c.secret_access_key.as_str()),
+                c.session_token.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        Secrets::new(overrides.chain(credentials))
+    }
+
+    /// `text` with every secret replaced by [`MASK`].
+    pub fn hide(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for form in &self.0 {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+/// `value` as a URL carries it: every byte outside RFC 3986's unreserved
+/// characters as `%XX`.
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The decisive container's last log lines as a sentence for the failure
 /// message, followed by a space so it drops in before the next sentence:
 /// `Last log lines: a | b | c. ` (the sentence [`quote`]d: it is the
-/// migration's own output) or `Last log lines: (could not read logs: …) `.
-/// Empty when the container does not log with `awslogs` and a stream
-/// prefix (the log pointer already says so).
-pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> String {
+/// migration's own output, with `secrets` masked) or `Last log lines:
+/// (could not read logs: …) `. Empty when the container does not log with
+/// `awslogs` and a stream prefix (the log pointer already says so).
+pub async fn last_lines(
+    logs: &Client,
+    container: &Container,
+    task_id: &str,
+    secrets: &Secrets,
+) -> String {
     let Some((group, prefix)) = &container.logs else {
         return String::new();
     };
@@ -70,7 +167,8 @@ pub async fn last_lines(logs: &Client, container: &Container, task_id: &str) -> 
     let text = match tokio::time::timeout(READ_TIMEOUT, read).await {
         Ok(Ok(out)) => {
             let lines: Vec<&str> = out.events().iter().filter_map(|e| e.message()).collect();
-            return format!("{} ", quote(&sentence(&excerpt(&lines, MAX_EXCERPT))));
+            let text = excerpt_masking(&lines, MAX_EXCERPT, secrets);
+            return format!("{} ", quote(&sentence(&text)));
         }
         Ok(Err(err)) => {
             let why = unreadable(
@@ -154,9 +252,16 @@ fn unreadable(code: Option<&str>, not_found: bool) -> String {
 /// characters and cut to [`MAX_LINE`]; older lines that do not fit are
 /// dropped (marked `…`). Blank lines carry nothing and are skipped.
 pub fn excerpt(lines: &[&str], max: usize) -> String {
+    excerpt_masking(lines, max, &Secrets::default())
+}
+
+/// [`excerpt`] with `secrets` masked in every line: before it is cleaned
+/// (as printed) and after (a colour code or tab inside a value), and always
+/// before it is cut, so that a cut cannot leave a secret's start behind.
+pub fn excerpt_masking(lines: &[&str], max: usize, secrets: &Secrets) -> String {
     let cleaned: Vec<String> = lines
         .iter()
-        .map(|line| cut(&clean(line), MAX_LINE))
+        .map(|line| cut(&secrets.hide(&clean(&secrets.hide(line))), MAX_LINE))
         .filter(|line| !line.is_empty())
         .collect();
     if cleaned.is_empty() {
@@ -320,6 +425,35 @@ mod tests {
             assert_eq!(redact(text), logged, "{text:?}");
             assert_eq!(unquote(text), reported, "{text:?}");
         }
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_form_before_a_line_is_cut() {
+        let secrets = Secrets::new(["pa ss+/word", "line-one\nline-two", "1", "", "on"]);
+        let long = format!("{}pa ss+/word", "x".repeat(MAX_LINE - 5));
+        let lines = [
+            "password=pa ss+/word",
+            "postgres://app:pa%20ss%2B%2Fword@db/app and pa%20ss%2b%2fword",
+            "pa\tss+/word in a tab-cleaned line",
+            "key: line-one",
+            "line-two",
+            long.as_str(),
+            "migrated 1 table, logging on",
+        ];
+        let text = excerpt_masking(&lines, 5000, &secrets);
+        let expected_long = cut(&format!("{}***", "x".repeat(MAX_LINE - 5)), MAX_LINE);
+        assert_eq!(
+            text,
+            format!(
+                "password=*** | postgres://app:***@db/app and *** | *** in a tab-cleaned line | key: *** | *** | {expected_long} | migrated 1 table, logging on"
+            )
+        );
+        assert!(!text.contains("pa ss"), "{text}");
+        assert_eq!(format!("{secrets:?}"), "Secrets(8 forms)");
+        assert_eq!(Secrets::default().hide("as is"), "as is");
+        // The longer of two overlapping values is masked whole.
+        let nested = Secrets::new(["abcd", "abcdefgh"]);
+        assert_eq!(nested.hide("abcdefgh abcd"), "*** ***");
     }
 
     #[test]

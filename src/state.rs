@@ -472,7 +472,9 @@ pub async fn get(ssm: &Client, name: &str) -> Result<Option<String>, Failure> {
 }
 
 /// `PutParameter` of a `String`; with `overwrite = false`, `Ok(false)` means
-/// the parameter already existed (SSM's one compare-and-set).
+/// the parameter already existed (SSM's one compare-and-set). A parameter
+/// SSM will not give a new version (a labelled oldest of its 100) is
+/// [`Failure::VersionLimit`], naming it.
 pub async fn put(ssm: &Client, name: &str, value: &str, overwrite: bool) -> Result<bool, Failure> {
     let result = ssm
         .put_parameter()
@@ -491,7 +493,8 @@ pub async fn put(ssm: &Client, name: &str, value: &str, overwrite: bool) -> Resu
         {
             Ok(false)
         }
-        Err(e) => Err(Failure::from_sdk("ssm:PutParameter", e)),
+        Err(e) => Err(Failure::version_limit(name, &e)
+            .unwrap_or_else(|| Failure::from_sdk("ssm:PutParameter", e))),
     }
 }
 

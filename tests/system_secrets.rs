@@ -163,3 +163,72 @@ async fn nothing_secret_is_logged_at_lambda_trace_level() {
 async fn nothing_secret_is_logged_with_rust_log_trace() {
     nothing_secret_is_logged(Verbosity::RustLogTrace).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_values_the_migration_prints_are_not_quoted_to_the_pipeline() {
+    // `environment: {"DB_PASSWORD": S}` and a migration that prints S on
+    // its way to failing: the pipeline's failure message quotes its last
+    // lines with S masked, in every form a line may carry it.
+    const PASSWORD: &str = "pw-9f8e7d6c-SECRET+/=";
+    let printed = [
+        "connecting with password=pw-9f8e7d6c-SECRET+/=".to_owned(),
+        "url: postgres://app:pw-9f8e7d6c-SECRET%2B%2F%3D@db:5432/app".to_owned(),
+        format!("coloured: \u{1b}[31m{PASSWORD}\u{1b}[0m"),
+        format!("long: {}{PASSWORD}", "x".repeat(480)),
+        "FATAL: password authentication failed for user \"app\"".to_owned(),
+    ];
+    let scenario = json!({
+        "userParameters": {
+            "deployment": "#{codepipeline.PipelineExecutionId}",
+            "taskDefinition": "app-migrate",
+            "command": ["bin/rails", "db:migrate"],
+            "environment": {"DB_PASSWORD": PASSWORD, "RAILS_ENV": "production"},
+            "network": {"subnets": ["subnet-0a1b2c3d"], "securityGroups": ["sg-0123456789abcdef0"]},
+            "waitSeconds": 0
+        },
+        "environment": {"MIGRATE_ONCE_CLUSTER": "app"},
+        "clusters": ["app"],
+        "taskDefinitions": [{
+            "family": "app-migrate",
+            "containers": [{"name": "app", "logGroup": "/ecs/app-migrate", "logStreamPrefix": "migrate"}]
+        }],
+        "tasks": [{
+            "timeline": ["PENDING", "RUNNING"],
+            "exitCodes": {"app": 1},
+            "logLines": {"app": printed}
+        }]
+    });
+    let aws = LocalAws::start(Scenario::from_json(&scenario.to_string()).expect("scenario"))
+        .await
+        .expect("local-aws");
+    let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
+    let failed = tokio::time::timeout(
+        Duration::from_secs(40),
+        PipelineDriver::new(&aws, &host).run_default(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no end within 40 s\n{}", host.logs()));
+    host.shutdown();
+    assert_eq!(
+        failed.failure_type.as_deref(),
+        Some("JobFailed"),
+        "{failed:?}"
+    );
+    let message = failed.message.as_deref().unwrap_or_default();
+    for form in [PASSWORD, "pw-9f8e7d6c-SECRET%2B%2F%3D", "pw-9f8e7d6c"] {
+        assert!(
+            !message.contains(form),
+            "the failure message quotes the override value ({form:?}): {message}"
+        );
+    }
+    assert!(
+        message.contains(
+            "connecting with password=*** | url: postgres://app:***@db:5432/app | coloured: ***"
+        ),
+        "the lines are still quoted, the value masked: {message}"
+    );
+    assert!(
+        message.contains("FATAL: password authentication failed for user \"app\""),
+        "{message}"
+    );
+}

@@ -7,7 +7,10 @@
 //! offers and fails with `ParameterAlreadyExists`; each write increments the
 //! version; `GetParametersByPath` lists one level unless `Recursive`, at most
 //! 10 per page. Names are normalised like SSM does: `/name` with a single
-//! level is the same parameter as `name`.
+//! level is the same parameter as `name`. A parameter keeps its newest 100
+//! versions: a write past that deletes the oldest, unless the oldest carries
+//! a label (`LabelParameterVersion`), when SSM refuses the write with
+//! `ParameterMaxVersionLimitExceeded` until a person moves the label.
 
 use crate::wire::{ACCOUNT, ApiError, Input, OpResult, REGION, Violations, epoch};
 use serde_json::{Value, json};
@@ -36,6 +39,8 @@ pub struct Parameter {
     pub data_type: String,
     /// `Standard` or `Advanced`.
     pub tier: String,
+    /// Labels on this version (`LabelParameterVersion`).
+    pub labels: Vec<String>,
 }
 
 impl Parameter {
@@ -113,6 +118,7 @@ impl Ssm {
             last_modified: now,
             data_type: "text".into(),
             tier: "Standard".into(),
+            labels: Vec::new(),
         });
     }
 
@@ -139,6 +145,7 @@ impl Ssm {
             "DeleteParameter" => self.delete_parameter(input),
             "DeleteParameters" => self.delete_parameters(input),
             "GetParametersByPath" => self.get_parameters_by_path(input),
+            "LabelParameterVersion" => self.label_parameter_version(input),
             other => Err(ApiError::client(
                 "UnknownOperationException",
                 format!("the local control plane does not implement AmazonSSM.{other}"),
@@ -155,12 +162,20 @@ impl Ssm {
         match selector {
             None => versions.last().cloned().ok_or_else(|| not_found(raw_name)),
             Some(sel) => {
-                let version: i64 = sel.parse().map_err(|_| {
-                    ApiError::client(
-                        "ParameterVersionNotFound",
-                        format!("Systems Manager could not find label {sel} for parameter {name}"),
-                    )
-                })?;
+                let Ok(version) = sel.parse::<i64>() else {
+                    return versions
+                        .iter()
+                        .find(|p| p.labels.iter().any(|l| l == sel))
+                        .cloned()
+                        .ok_or_else(|| {
+                            ApiError::client(
+                                "ParameterVersionNotFound",
+                                format!(
+                                    "Systems Manager could not find label {sel} for parameter {name}"
+                                ),
+                            )
+                        });
+                };
                 versions
                     .iter()
                     .find(|p| p.version == version)
@@ -323,6 +338,7 @@ impl Ssm {
                 last_modified: now,
                 data_type: data_type.to_string(),
                 tier: effective_tier.to_string(),
+                labels: Vec::new(),
             },
             None => {
                 let Some(kind) = kind else {
@@ -339,16 +355,73 @@ impl Ssm {
                     last_modified: now,
                     data_type: data_type.to_string(),
                     tier: effective_tier.to_string(),
+                    labels: Vec::new(),
                 }
             }
         };
         let versions = self.params.entry(key).or_default();
         if versions.len() >= MAX_VERSIONS {
+            if let Some(oldest) = versions.first().filter(|p| !p.labels.is_empty()) {
+                return Err(ApiError::client(
+                    "ParameterMaxVersionLimitExceeded",
+                    format!(
+                        "You attempted to create a new version of {} by calling the PutParameter API with the overwrite flag. Version {}, the oldest version, can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.",
+                        oldest.name, oldest.version
+                    ),
+                ));
+            }
             versions.remove(0);
         }
         let answer = json!({ "Version": param.version, "Tier": param.tier });
         versions.push(param);
         Ok(answer)
+    }
+
+    /// Puts labels on one version (the latest when none is named), moving
+    /// them off any other version of the parameter, as SSM does.
+    fn label_parameter_version(&mut self, input: Input) -> OpResult {
+        let name = input.str("Name")?;
+        let labels = input.str_list("Labels")?;
+        let wanted = input.opt_i64("ParameterVersion")?;
+        let mut v = Violations::default();
+        if labels.is_empty() || labels.len() > 10 {
+            v.add(
+                &format!("[{}]", labels.join(", ")),
+                "labels",
+                "Member must have length between 1 and 10",
+            );
+        }
+        v.into_result("ValidationException")?;
+        let (valid, invalid): (Vec<String>, Vec<String>) = labels.into_iter().partition(|l| {
+            let lower = l.to_ascii_lowercase();
+            !l.is_empty()
+                && l.len() <= 100
+                && !l.starts_with(|c: char| c.is_ascii_digit())
+                && !lower.starts_with("aws")
+                && !lower.starts_with("ssm")
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        });
+        let versions = self
+            .params
+            .get_mut(&normalize(name))
+            .ok_or_else(|| not_found(name))?;
+        let version = wanted.unwrap_or_else(|| versions.last().map_or(0, |p| p.version));
+        if !versions.iter().any(|p| p.version == version) {
+            return Err(ApiError::client(
+                "ParameterVersionNotFound",
+                format!(
+                    "Systems Manager could not find version {version} of {name}. Verify the version and try again."
+                ),
+            ));
+        }
+        for p in versions.iter_mut() {
+            p.labels.retain(|l| !valid.contains(l));
+            if p.version == version {
+                p.labels.extend(valid.iter().cloned());
+            }
+        }
+        Ok(json!({ "InvalidLabels": invalid, "ParameterVersion": version }))
     }
 
     fn delete_parameter(&mut self, input: Input) -> OpResult {
@@ -540,6 +613,51 @@ mod tests {
             json!({"Path":"/app","MaxResults":11}),
         );
         assert_eq!(too_many.unwrap_err().code, "ValidationException");
+    }
+
+    #[test]
+    fn a_labelled_oldest_version_stops_new_versions_until_the_label_moves() {
+        let mut ssm = Ssm::default();
+        for i in 0..MAX_VERSIONS {
+            ssm.seed("/app/state", &i.to_string(), "String", SystemTime::now());
+        }
+        let put = |ssm: &mut Ssm| {
+            call(
+                ssm,
+                "PutParameter",
+                json!({"Name":"/app/state","Value":"new","Overwrite":true}),
+            )
+        };
+        // Unlabelled: the oldest version makes room.
+        assert_eq!(put(&mut ssm).unwrap()["Version"], 101);
+        let labelled = call(
+            &mut ssm,
+            "LabelParameterVersion",
+            json!({"Name":"/app/state","ParameterVersion":2,"Labels":["golden","1bad"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            labelled,
+            json!({"InvalidLabels":["1bad"],"ParameterVersion":2})
+        );
+        let refused = put(&mut ssm).unwrap_err();
+        assert_eq!(refused.code, "ParameterMaxVersionLimitExceeded");
+        assert!(refused.message.contains("Version 2, the oldest version"));
+        let by_label = call(
+            &mut ssm,
+            "GetParameter",
+            json!({"Name":"/app/state:golden"}),
+        )
+        .unwrap();
+        assert_eq!(by_label["Parameter"]["Version"], 2);
+        // Moving the label to the latest version lets the write through.
+        call(
+            &mut ssm,
+            "LabelParameterVersion",
+            json!({"Name":"/app/state","Labels":["golden"]}),
+        )
+        .unwrap();
+        assert_eq!(put(&mut ssm).unwrap()["Version"], 102);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use tracing::{instrument, warn};
 
 use super::start::write_both;
 use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, rfc3339, text};
+use crate::config::Rerun;
 use crate::failure::Failure;
 use crate::outcome::{self, Outcome};
 use crate::report::Report;
@@ -236,10 +237,52 @@ impl Deployment {
         } else {
             Ok(())
         };
-        if let Err(failure) = written {
-            return self.recording_later(watch, failure);
-        }
+        // SSM refusing a new version (its oldest is labelled) is the
+        // operator's to fix, and must not cost the outcome: the record is
+        // written on its own (a refused summary may have cut its write
+        // short), the lock is given back, and the report says what to do.
+        let refused = match written {
+            Ok(()) => None,
+            Err(refused @ Failure::VersionLimit { .. }) => {
+                let recorded = record.status.is_final()
+                    || match state::write(&inv.clients.ssm, sp, &done).await {
+                        Ok(()) => true,
+                        Err(Failure::VersionLimit { .. }) => false,
+                        Err(failure) => return self.recording_later(watch, failure),
+                    };
+                Some((refused, recorded))
+            }
+            Err(failure) => return self.recording_later(watch, failure),
+        };
         self.release_lock(inv, watch.seq).await;
+        let Some((refused, recorded)) = refused else {
+            return self
+                .report_end(inv, watch, outcome, &done, &container)
+                .await;
+        };
+        if done.status == Status::Succeeded {
+            // Not rolled on: the stage retry after the fix does that.
+            return Err(self.succeeded_but(&done, &refused, recorded));
+        }
+        match self
+            .report_end(inv, watch, outcome, &done, &container)
+            .await
+        {
+            Err(Failure::Job(message)) => Err(Failure::Job(format!("{message} Also: {refused}."))),
+            other => other,
+        }
+    }
+
+    /// The report of a stopped task whose outcome is recorded.
+    async fn report_end(
+        &self,
+        inv: &Invocation<'_>,
+        watch: &Watch,
+        outcome: Outcome,
+        done: &State,
+        container: &Container,
+    ) -> Result<Report, Failure> {
+        let task_id = task::task_id(&watch.task_arn);
         if done.status != Status::Succeeded
             && !matches!(
                 outcome,
@@ -247,12 +290,12 @@ impl Deployment {
             )
         {
             // Recorded before as something else (a start failure, a stop).
-            return text::replay(&done, &container);
+            return text::replay(done, container);
         }
         match outcome {
             Outcome::Succeeded { duration } if done.status == Status::Succeeded => {
-                let report = text::success(&done, &container, Some(duration));
-                self.succeeded(inv, &watch.action_job, &done, &container, report)
+                let report = text::success(done, container, Some(duration));
+                self.succeeded(inv, &watch.action_job, done, container, report)
                     .await
             }
             Outcome::Failed {
@@ -260,7 +303,9 @@ impl Deployment {
                 duration,
                 reason,
             } => {
-                let lines = crate::logs::last_lines(&inv.clients.logs, &container, task_id).await;
+                let secrets = crate::logs::Secrets::of(&self.config, inv.job);
+                let lines =
+                    crate::logs::last_lines(&inv.clients.logs, container, task_id, &secrets).await;
                 Err(Failure::Job(format!(
                     "Migration failed: container `{}` exited with code {exit_code} after {} (task {task_id}, attempt {}, deployment {}). \
                      Stopped reason: {reason}. {lines}{} Fix the migration and retry the stage.",
@@ -268,7 +313,7 @@ impl Deployment {
                     outcome::human(duration),
                     watch.attempt,
                     self.id,
-                    text::log_pointer(&container, task_id),
+                    text::log_pointer(container, task_id),
                 )))
             }
             Outcome::ContainerMissing {
@@ -282,11 +327,37 @@ impl Deployment {
                 &reason,
             ))),
             _ => {
-                let report = text::replay(&done, &container)?;
-                self.succeeded(inv, &watch.action_job, &done, &container, report)
+                let report = text::replay(done, container)?;
+                self.succeeded(inv, &watch.action_job, done, container, report)
                     .await
             }
         }
+    }
+
+    /// A succeeded migration whose record or summary SSM refused
+    /// (`refused`, a [`Failure::VersionLimit`]): the operator's to fix, so a
+    /// `ConfigurationError` that says the migration succeeded, where its
+    /// outcome is, and what to do.
+    fn succeeded_but(&self, done: &State, refused: &Failure, recorded: bool) -> Failure {
+        let kept = if recorded {
+            format!(
+                "its outcome is recorded in `{}`",
+                state::attempt_name(&self.config.state_parameter, done.seq)
+            )
+        } else {
+            "its outcome could not be recorded".to_owned()
+        };
+        let retry = match self.config.rerun {
+            Rerun::Once => "the migration is not run again: the retry reports it applied",
+            Rerun::Always => "with `rerun: always` the retry runs the migration again",
+        };
+        Failure::Configuration(format!(
+            "The migration succeeded (task {}, attempt {}, deployment {}) and {kept}, but {refused}. \
+             Then retry the stage; {retry}.",
+            task::task_id(done.task_arn.as_deref().unwrap_or_default()),
+            done.attempt,
+            self.id,
+        ))
     }
 
     /// Past `timeoutSeconds`: stop the task, record the failure, report it.
@@ -343,7 +414,8 @@ impl Deployment {
             logs: watch.logs.clone(),
         };
         let task_id = task::task_id(&watch.task_arn);
-        let lines = crate::logs::last_lines(&inv.clients.logs, &container, task_id).await;
+        let secrets = crate::logs::Secrets::of(&self.config, inv.job);
+        let lines = crate::logs::last_lines(&inv.clients.logs, &container, task_id, &secrets).await;
         Err(Failure::Job(format!(
             "Migration timed out after {} (timeoutSeconds {}); task {task_id} was stopped (attempt {}, deployment {}). {lines}{} \
              Raise `timeoutSeconds` if the migration needs longer, then retry the stage.",
