@@ -1331,25 +1331,44 @@ async fn run_schedule(seed: u64) -> Result<(), String> {
         }
         shown = seq;
     }
-    // Every attempt's RunTask is sent after its reset: between two
-    // attempts' first RunTask calls, the flag was written "0".
+    // Every attempt's RunTask is sent after its reset: before the first
+    // RunTask of each clientToken, a job of the same pipeline execution
+    // wrote the flag.
+    let execution_of = |job: &Option<String>| {
+        results
+            .iter()
+            .find(|r| job.as_ref().is_some_and(|j| r.jobs.contains(j)))
+            .map(|r| r.execution_id.clone())
+    };
     let calls = sys.aws.calls();
-    let mut reset_since = false;
+    let mut reset_by: Vec<Option<String>> = Vec::new();
     let mut tokens = std::collections::BTreeSet::new();
     for c in &calls {
         if c.operation == "PutParameter" && c.ok() && c.request["Name"] == FLAG {
-            reset_since = true;
+            reset_by.push(execution_of(&c.job_id));
         }
         if c.operation == "RunTask"
             && tokens.insert(c.request["clientToken"].as_str().unwrap_or("").to_owned())
         {
-            if !reset_since {
+            let execution = execution_of(&c.job_id);
+            let resets = c
+                .job_id
+                .as_deref()
+                .and_then(|j| sys.aws.job_user_parameters(j));
+            if execution.is_some()
+                && resets.is_some_and(|p| p.contains(FLAG))
+                && !reset_by.contains(&execution)
+            {
+                let writes: Vec<String> = calls
+                    .iter()
+                    .filter(|w| w.operation == "PutParameter" && w.request["Name"] == FLAG)
+                    .map(|w| format!("#{} {} job {:?}", w.seq, w.status, w.job_id))
+                    .collect();
                 return fail(format!(
-                    "RunTask {} was sent without resetting {FLAG} first",
-                    c.request["clientToken"]
+                    "RunTask {} (#{}, job {:?}) was sent before its execution reset {FLAG}; the flag's writes: {writes:?}",
+                    c.request["clientToken"], c.seq, c.job_id
                 ));
             }
-            reset_since = false;
         }
     }
     let state_writes: Vec<Value> = puts

@@ -129,6 +129,13 @@ impl LocalAws {
             .and_then(|j| j.report.clone())
     }
 
+    /// The UserParameters job `id` was created with (variables resolved).
+    pub fn job_user_parameters(&self, id: &str) -> Option<String> {
+        crate::world::lock(&self.world.pipeline)
+            .job(id)
+            .map(|j| j.user_parameters.clone())
+    }
+
     /// Bumped after every CodePipeline call the world accepted: a driver
     /// waits on it for a report instead of polling.
     pub fn pipeline_changes(&self) -> tokio::sync::watch::Receiver<u64> {

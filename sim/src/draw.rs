@@ -107,8 +107,13 @@ pub fn plan(seed: u64) -> Plan {
     let mut rng = Rng::new(seed);
     let family_count = rng.range(1, 3) as usize;
     let shared_lock = family_count > 1 && rng.chance(0.5);
+    // One secret per schedule, in every family's overrides or in none: the
+    // tasks (whose log lines may print it) are not drawn per family.
+    let secret = rng
+        .chance(0.5)
+        .then(|| format!("s3cr3t-{:08x}", rng.u64() as u32));
     let families: Vec<Family> = (0..family_count)
-        .map(|i| family(&mut rng.fork(), i, shared_lock))
+        .map(|i| family(&mut rng.fork(), i, shared_lock, secret.clone()))
         .collect();
 
     let mut executions = Vec::new();
@@ -145,7 +150,7 @@ pub fn plan(seed: u64) -> Plan {
         for _ in 0..rng.range(0, 3) {
             let from = rng.range(0, 3600);
             windows.push(Window {
-                service: *rng.pick(&["ssm", "ssm", "ecs", "codepipeline", "logs"]),
+                service: ["ssm", "ssm", "ecs", "codepipeline", "logs"][rng.range(0, 4) as usize],
                 from,
                 until: from + rng.range(5, 90),
                 throttle: rng.chance(0.7),
@@ -175,7 +180,7 @@ pub fn plan(seed: u64) -> Plan {
     }
 }
 
-fn family(rng: &mut Rng, i: usize, shared_lock: bool) -> Family {
+fn family(rng: &mut Rng, i: usize, shared_lock: bool, secret: Option<String>) -> Family {
     let family = format!("db-migrate-{}", (b'a' + i as u8) as char);
     let state = format!("/migrate-once/{CLUSTER}/{family}");
     let lock = if shared_lock {
@@ -186,9 +191,6 @@ fn family(rng: &mut Rng, i: usize, shared_lock: bool) -> Family {
     let resets: Vec<String> = (0..rng.range(0, 2))
         .map(|r| format!("/app/{family}/once-{r}"))
         .collect();
-    let secret = rng
-        .chance(0.5)
-        .then(|| format!("s3cr3t-{:08x}", rng.u64() as u32));
     // An hour-long timeout costs hundreds of looks: drawn rarely.
     let timeout = if rng.chance(0.05) {
         3600

@@ -203,7 +203,7 @@ impl Lambda {
         context.request_id = format!("req-{delivery}");
         context.deadline = deadline;
         context.invoked_function_arn =
-            format!("arn:aws:lambda:us-east-1:123456789012:function:migrate-once");
+            "arn:aws:lambda:us-east-1:123456789012:function:migrate-once".to_owned();
         let caller = Caller::new(delivery, label);
         let work = CALLER.scope(
             caller.clone(),

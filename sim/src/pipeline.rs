@@ -174,14 +174,14 @@ impl Pipelines {
             self.lambda.invoke(&job.id, aws.job_event(&job));
             let deadline = (tokio::time::Instant::now() + JOB_TIMEOUT).min(limit);
             match self.await_report(&job.id, deadline, stop_at).await {
-                Waited::Report(r) if !r.success => break (End::Failed, Some(r)),
+                Waited::Report(r) if !r.success => break (End::Failed, Some(*r)),
                 Waited::Report(r) => match &r.continuation_token {
                     Some(t) => {
                         token = Some(t.clone());
                         let pause = Duration::from_secs(self.plan.delivery.continuation_delay);
                         tokio::time::sleep(pause).await;
                     }
-                    None => break (End::Succeeded, Some(r)),
+                    None => break (End::Succeeded, Some(*r)),
                 },
                 Waited::TimedOut if tokio::time::Instant::now() >= limit => {
                     break (End::Unended, None);
@@ -234,7 +234,7 @@ impl Pipelines {
         let stop_at = stop_at.unwrap_or(deadline + Duration::from_secs(1));
         loop {
             if let Some(r) = aws.job_report(job) {
-                return Waited::Report(r);
+                return Waited::Report(Box::new(r));
             }
             tokio::select! {
                 biased;
@@ -347,7 +347,7 @@ impl Pipelines {
 }
 
 enum Waited {
-    Report(JobReport),
+    Report(Box<JobReport>),
     TimedOut,
     Stopped,
 }

@@ -38,8 +38,6 @@ struct Facts {
     /// The attempt records listed; the latest is what the summary holds (it
     /// is never written back to an attempt older than it).
     records: Vec<State>,
-    /// The attempt was claimed by this invocation (not resumed).
-    fresh: bool,
 }
 
 impl Deployment {
@@ -134,7 +132,6 @@ impl Deployment {
         for _ in 0..MAX_LOST_CLAIMS {
             let plan = plan_start(&records, &self.id, caller, config.rerun);
             info!(?plan, "start plan");
-            let mut fresh = false;
             let record = match plan {
                 StartPlan::Report(record) => {
                     let report = self.report(&record, &container, caller)?;
@@ -218,7 +215,6 @@ impl Deployment {
                     match state::create(ssm, &config.state_parameter, &claim).await {
                         Ok(true) => {
                             info!(seq, attempt, "claimed the attempt");
-                            fresh = true;
                             state::clean_up(ssm, &config.state_parameter, &records).await;
                             claim
                         }
@@ -244,7 +240,6 @@ impl Deployment {
                 placement,
                 lock_records,
                 records,
-                fresh,
             };
             return self.go(inv, caller, record, facts, unknown).await;
         }
@@ -275,7 +270,6 @@ impl Deployment {
             placement,
             lock_records,
             records,
-            fresh,
         } = facts;
         let top = records.last();
         let resume = Phase::Resume {
@@ -359,7 +353,7 @@ impl Deployment {
         };
         let record = chosen.on(record);
 
-        if let Err(failure) = self.reset(inv, fresh).await {
+        if let Err(failure) = self.reset(inv).await {
             if retry_later(&failure).is_some() || unknown > 0 {
                 return self
                     .not_now(inv, caller, Some(record.seq), unknown, failure)
@@ -467,17 +461,18 @@ impl Deployment {
     /// Sets every `resetParameters` entry to `"0"`: done, and seen done,
     /// before this attempt's RunTask is sent, by whichever invocation sends
     /// it — so a reset whose writes failed or whose writer crashed is
-    /// finished by whoever goes on with the attempt. Still once per attempt
-    /// (`migrate-once claim` takes each write of `"0"` for a new reset): the
-    /// invocation that claimed the attempt writes them all; one resuming it
-    /// writes only those not `"0"` yet. Once the attempt's task is recorded,
-    /// nobody comes here for it again.
-    async fn reset(&self, inv: &Invocation<'_>, fresh: bool) -> Result<(), Failure> {
+    /// finished by whoever goes on with the attempt. Written even when a
+    /// flag reads `"0"` already: that may be an older deployment's reset
+    /// that an instance has claimed (`migrate-once claim` tells resets
+    /// apart by version), and this deployment's instances need their own.
+    /// So the flags are written once per attempt, twice only when an
+    /// invocation died between them and RunTask — before the migration
+    /// succeeded, so before any instance of this deployment ran. Once the
+    /// attempt's task is recorded, nobody comes here for it again.
+    async fn reset(&self, inv: &Invocation<'_>) -> Result<(), Failure> {
         let ssm = &inv.clients.ssm;
         for name in &self.config.reset_parameters {
-            if fresh || state::get(ssm, name).await?.as_deref() != Some("0") {
-                state::put(ssm, name, "0", true).await?;
-            }
+            state::put(ssm, name, "0", true).await?;
         }
         Ok(())
     }
