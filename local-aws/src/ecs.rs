@@ -180,6 +180,7 @@ impl Ecs {
             "ListTaskDefinitions" => self.list_task_definitions(i),
             "DescribeServices" => self.describe_services(i),
             "UpdateService" => self.update_service(input),
+            "DescribeServiceDeployments" => self.describe_service_deployments(i),
             "RunTask" => self.run_task(input, job_id),
             "DescribeTasks" => self.describe_tasks(i),
             "StopTask" => self.stop_task(i),
@@ -584,6 +585,11 @@ impl Ecs {
             }
         }
         Ok(json!({ "services": services, "failures": failures }))
+    }
+
+    fn describe_service_deployments(&mut self, i: Input) -> OpResult {
+        let arns = i.str_list("serviceDeploymentArns")?;
+        self.rolls.describe_service_deployments(&arns)
     }
 
     fn run_task(&mut self, body: &Value, job_id: Option<&str>) -> OpResult {
