@@ -78,11 +78,13 @@ pub struct Roll {
     /// The succeeded attempt's record.
     #[serde(rename = "s")]
     pub seq: u64,
-    /// ECS deployment ids (`ecs-svc/…`) in `deploy.services` order; fewer
-    /// than the services while updates remain to be made.
-    #[serde(rename = "f")]
-    pub followed: Vec<String>,
-    /// Epoch seconds when the roll started (for `deploy.timeoutSeconds`).
+    /// One per service of `deploy.services` whose `UpdateService` this run
+    /// has made (or found made), in order; fewer than the services while
+    /// updates remain to be made. (A token of an older build has none: its
+    /// continuation finds each update again through its claim.)
+    #[serde(rename = "r", default)]
+    pub services: Vec<Rolled>,
+    /// Epoch seconds when the roll phase began.
     #[serde(rename = "at")]
     pub started_at: u64,
     /// `awslogs` group and stream prefix of the migration's container (for
@@ -95,6 +97,31 @@ pub struct Roll {
     /// Tries so far that AWS was too busy for.
     #[serde(rename = "n", default)]
     pub busy: u32,
+}
+
+/// One service's update, as the roll follows it (SPEC §4b).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rolled {
+    /// The ECS deployment id (`ecs-svc/…`) the update started; `None` while
+    /// it is unknown: `UpdateService` was sent but its answer was lost, or
+    /// another invocation made it. Found by looking, never by sending again.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Epoch seconds of the update's claim, made just before it was sent:
+    /// no deployment of ours is older (give or take clock skew).
+    #[serde(rename = "t")]
+    pub since: u64,
+    /// ECS has listed `id` in the service's `deployments[]`: from now on,
+    /// not listing it means rolled back or replaced.
+    #[serde(rename = "s", default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen: bool,
+    /// Looks in a row that listed nothing of ours and showed no reason why.
+    #[serde(rename = "m", default, skip_serializing_if = "is_zero")]
+    pub misses: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What watching a task needs: which attempt and task, which container
@@ -195,6 +222,34 @@ mod tests {
             unknown: 1,
         };
         assert_eq!(Phase::decode(&phase.encode().unwrap()).unwrap(), phase);
+    }
+
+    #[test]
+    fn a_roll_fits_ten_services_and_reads_an_older_builds_token() {
+        let rolled = |i: u64| Rolled {
+            id: Some(format!("ecs-svc/{:019}", 1_234_567_890_123_456_789u64 - i)),
+            since: 1_764_561_600,
+            seen: i.is_multiple_of(2),
+            misses: 0,
+        };
+        let phase = Phase::Roll(Roll {
+            deployment: "6c1f2a0e-7d8b-4a51-9a3c-1f2e3d4c5b6a".into(),
+            action_job: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into(),
+            seq: 12,
+            services: (0..10).map(rolled).collect(),
+            started_at: 1_764_561_590,
+            logs: Some(("/ecs/app".into(), "migrate".into())),
+            already_applied: false,
+            busy: 0,
+        });
+        let text = phase.encode().unwrap();
+        assert!(text.len() < 1000, "{}", text.len());
+        assert_eq!(Phase::decode(&text).unwrap(), phase);
+        let older = r#"{"v":2,"p":"roll","d":"d","j":"j","s":3,"f":["ecs-svc/1"],"at":5,"n":0}"#;
+        match Phase::decode(older).unwrap() {
+            Phase::Roll(roll) => assert!(roll.services.is_empty()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

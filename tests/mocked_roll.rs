@@ -1,10 +1,12 @@
 //! The thin ECS layer of `roll`, tested with `aws-smithy-mocks`: what
-//! UpdateService is sent, which deployment id comes back, how errors become
-//! pipeline failures, and which stopped tasks belong to a deployment.
+//! UpdateService is sent, which deployment id comes back, which errors
+//! leave its outcome unknown and which become pipeline failures, what a
+//! service deployment says, and which stopped tasks belong to a deployment.
 
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_codepipeline::types::FailureType;
+use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
@@ -14,12 +16,12 @@ use aws_sdk_ecs::operation::update_service::{
 use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::error::{AccessDeniedException, ServiceNotFoundException};
 use aws_sdk_ecs::types::{
-    Container, Deployment, DeploymentRolloutState, DesiredStatus, Service, ServiceEvent, Task,
-    TaskStopCode,
+    Container, Deployment, DeploymentRolloutState, DesiredStatus, Rollback, Service,
+    ServiceDeployment, ServiceDeploymentStatus, ServiceEvent, Task, TaskStopCode,
 };
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
-use migrate_once::roll::{self, UpdateSpec};
+use migrate_once::roll::{self, Sent, UpdateSpec};
 
 fn deployment(id: &str, status: &str, state: DeploymentRolloutState) -> Deployment {
     Deployment::builder()
@@ -59,7 +61,10 @@ async fn update_sends_the_spec_and_returns_the_primary_deployment() {
     });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &[&update]);
     let spec = UpdateSpec::new("prod", "web", Some("web:7"));
-    assert_eq!(roll::update(&ecs, &spec).await.unwrap(), "ecs-svc/2");
+    assert_eq!(
+        roll::update(&ecs, &spec).await.unwrap(),
+        Sent::Started("ecs-svc/2".into())
+    );
     let sent = sent.lock().unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].cluster(), Some("prod"));
@@ -128,11 +133,12 @@ async fn update_errors_become_pipeline_failures() {
 }
 
 #[tokio::test]
-async fn describe_gives_deployments_and_the_newest_five_events() {
+async fn describe_gives_deployments_events_and_the_current_service_deployment() {
     let describe = mock!(aws_sdk_ecs::Client::describe_services).then_output(|| {
         let mut service = Service::builder()
             .service_name("web")
             .status("ACTIVE")
+            .current_service_deployment("arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/abc")
             .task_definition("arn:aws:ecs:eu-west-1:1:task-definition/web:7")
             .desired_count(4)
             .running_count(7)
@@ -170,10 +176,86 @@ async fn describe_gives_deployments_and_the_newest_five_events() {
         ),
         (3, 4, 1)
     );
+    // All of them, newest first: the roll reads them for what happened
+    // since its claim; the failure message quotes the newest five.
     let events: Vec<&str> = web.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(events.len(), 8);
+    assert_eq!(events[..3], ["event 0", "event 1", "event 2"]);
     assert_eq!(
-        events,
-        ["event 0", "event 1", "event 2", "event 3", "event 4"]
+        web.current_service_deployment.as_deref(),
+        Some("arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/abc")
+    );
+}
+
+#[tokio::test]
+async fn an_update_without_an_answer_may_have_happened() {
+    let server = mock!(aws_sdk_ecs::Client::update_service).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(500).unwrap(),
+            aws_smithy_types::body::SdkBody::from(
+                r#"{"__type":"ServerException","message":"We encountered an internal error."}"#,
+            ),
+        )
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &[&server]);
+    let sent = roll::update(&ecs, &UpdateSpec::new("prod", "web", None))
+        .await
+        .expect("not a refusal");
+    assert!(matches!(sent, Sent::Unanswered(_)), "{sent:?}");
+    assert_eq!(server.num_calls(), 1, "sent once, never retried");
+}
+
+#[tokio::test]
+async fn a_service_deployment_says_whether_ecs_rolled_it_back() {
+    let describe = mock!(aws_sdk_ecs::Client::describe_service_deployments)
+        .match_requests(|r| {
+            r.service_deployment_arns()
+                == ["arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/abc"]
+        })
+        .then_output(|| {
+            DescribeServiceDeploymentsOutput::builder()
+                .service_deployments(
+                    ServiceDeployment::builder()
+                        .service_deployment_arn(
+                            "arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/abc",
+                        )
+                        .status(ServiceDeploymentStatus::RollbackSuccessful)
+                        .status_reason("ECS deployment circuit breaker: tasks failed to start.")
+                        .created_at(DateTime::from_secs(1_000))
+                        .rollback(
+                            Rollback::builder()
+                                .reason("ECS deployment circuit breaker: tasks failed to start.")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+    let missing = mock!(aws_sdk_ecs::Client::describe_service_deployments)
+        .then_output(|| DescribeServiceDeploymentsOutput::builder().build());
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &[&describe, &missing]);
+    let history = roll::history(
+        &ecs,
+        "arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/abc",
+    )
+    .await
+    .unwrap()
+    .expect("known");
+    assert_eq!(history.status, "ROLLBACK_SUCCESSFUL");
+    assert!(history.failed());
+    assert_eq!(history.created_at, Some(1_000.0));
+    assert_eq!(
+        history.rollback_reason.as_deref(),
+        Some("ECS deployment circuit breaker: tasks failed to start.")
+    );
+    assert_eq!(
+        roll::history(
+            &ecs,
+            "arn:aws:ecs:eu-west-1:1:service-deployment/prod/web/nope"
+        )
+        .await
+        .unwrap(),
+        None
     );
 }
 

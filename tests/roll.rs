@@ -1,8 +1,8 @@
 //! Rolling services, whole-system-ish: the real SDK client talks to the
 //! local control plane over HTTP, and each test drives `roll::update`, then
-//! `roll::describe` + `roll::plan_roll` in a loop the way continuations
-//! will — one look per continuation — asserting what the pipeline would be
-//! told and on which look.
+//! `roll::describe` (+ `roll::history` where ours is not listed) +
+//! `roll::plan_roll` in a loop the way the roll does — one plan per look —
+//! asserting what the pipeline would be told and on which look.
 
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use local_aws::{LocalAws, Scenario};
-use migrate_once::roll::{self, RollFailure, RollPlan, UpdateSpec};
+use migrate_once::roll::{self, RollFailure, RollPlan, Sent, UpdateSpec};
+use migrate_once::token::Rolled;
 use serde_json::{Value, json};
 
 /// A control plane whose cluster `app` has the services given, each
@@ -80,29 +81,61 @@ struct Ended {
     message: Option<String>,
 }
 
-/// Starts one deployment per service (in order), then looks once per
-/// "continuation" until the plan is not `Wait`; each look advances the
-/// clock by `tick` seconds. Returns the followed pairs and the end.
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Sends `UpdateService` for `service`, expecting an answer.
+async fn started(ecs: &aws_sdk_ecs::Client, spec: &UpdateSpec) -> String {
+    match roll::update(ecs, spec).await.expect("UpdateService") {
+        Sent::Started(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Starts one deployment per service (in order), then looks until the plan
+/// is not `Wait`; each look moves the plan's clock on by `tick` seconds.
+/// Returns the followed pairs and the end.
 async fn roll(
     ecs: &aws_sdk_ecs::Client,
     services: &[(&str, Option<&str>)],
     timeout: u64,
     tick: u64,
 ) -> (Vec<(String, String)>, Ended) {
+    let since = epoch_now() as u64;
     let mut followed = Vec::new();
+    let mut rolled = Vec::new();
     for (service, task_definition) in services {
-        let spec = UpdateSpec::new("app", service, *task_definition);
-        let id = roll::update(ecs, &spec).await.expect("UpdateService");
-        followed.push((service.to_string(), id));
+        let id = started(ecs, &UpdateSpec::new("app", service, *task_definition)).await;
+        followed.push((service.to_string(), id.clone()));
+        rolled.push(Rolled {
+            id: Some(id),
+            since,
+            ..Rolled::default()
+        });
     }
     let names: Vec<String> = followed.iter().map(|(s, _)| s.clone()).collect();
-    let started_at = 1_000;
+    let base = epoch_now();
     for look in 1..=50 {
         let views = roll::describe(ecs, "app", &names)
             .await
             .expect("DescribeServices");
-        let now = started_at + u64::from(look) * tick;
-        let plan = roll::plan_roll(&followed, &views, started_at, now, timeout);
+        let mut histories = Vec::new();
+        for (name, r) in names.iter().zip(&rolled) {
+            let view = views.iter().find(|v| &v.name == name).expect("listed");
+            histories.push(
+                match (&view.current_service_deployment, roll::unlisted(r, view)) {
+                    (Some(arn), true) => roll::history(ecs, arn).await.expect("history"),
+                    _ => None,
+                },
+            );
+        }
+        let now = base + (u64::from(look) * tick) as f64;
+        let (next, plan) = roll::plan_roll(&names, &rolled, &views, &histories, now, timeout);
+        rolled = next;
         if let RollPlan::Wait { progress, .. } = &plan {
             let summary = roll::progress_summary(progress);
             assert!(summary.starts_with("Rolling "), "{summary}");
@@ -115,12 +148,13 @@ async fn roll(
                 why,
             } => {
                 let view = views.iter().find(|v| &v.name == service);
-                let stopped = roll::stopped_reasons(ecs, "app", service, deployment_id)
+                let id = deployment_id.as_deref().expect("known");
+                let stopped = roll::stopped_reasons(ecs, "app", service, id)
                     .await
                     .expect("stopped tasks");
                 Some(roll::failure_message(
                     service,
-                    deployment_id,
+                    Some(id),
                     why,
                     view.map(|v| v.events.as_slice()).unwrap_or_default(),
                     &stopped,
@@ -197,7 +231,7 @@ async fn a_failed_deployment_fails_the_roll_with_ecs_reasons() {
         ended.plan,
         RollPlan::Failed {
             service: "web".into(),
-            deployment_id: followed[0].1.clone(),
+            deployment_id: Some(followed[0].1.clone()),
             why: RollFailure::Failed {
                 reason: Some("ECS deployment circuit breaker: tasks failed to start.".into())
             },
@@ -242,18 +276,43 @@ async fn a_circuit_breaker_rollback_is_reported_on_the_first_look_after_it() {
     );
     assert!(message.contains("CannotPullContainerError"), "{message}");
     // A continuation that looks only after ECS cleaned the failed deployment
-    // up still reports the rollback, not success on the old revision.
+    // up still reports the rollback, not success on the old revision: the
+    // events (and the service deployment) say what happened.
     let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
-    assert_eq!(
-        roll::plan_roll(&followed, &views, 0, 1, 1800),
-        RollPlan::Failed {
-            service: "web".into(),
-            deployment_id: followed[0].1.clone(),
-            why: RollFailure::Gone {
-                primary: Some(old.clone())
-            },
-        }
+    assert!(
+        views[0].deployments.iter().all(|d| d.id != followed[0].1),
+        "gone"
     );
+    let rolled = Rolled {
+        id: Some(followed[0].1.clone()),
+        since: epoch_now() as u64 - 60,
+        ..Rolled::default()
+    };
+    let history = roll::history(
+        &ecs,
+        views[0].current_service_deployment.as_deref().unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("the update's service deployment");
+    assert_eq!(history.status, "ROLLBACK_SUCCESSFUL");
+    for history in [None, Some(history)] {
+        let (_, plan) = roll::plan_roll(
+            &["web".into()],
+            std::slice::from_ref(&rolled),
+            &views,
+            &[history],
+            epoch_now(),
+            1800,
+        );
+        match plan {
+            RollPlan::Failed {
+                why: RollFailure::RolledBack { primary, .. },
+                ..
+            } => assert_eq!(primary.as_deref(), Some(old.as_str())),
+            other => panic!("not a rollback: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -277,7 +336,7 @@ async fn the_second_of_two_services_fails() {
             why: RollFailure::Failed { .. },
         } => {
             assert_eq!(service, "worker");
-            assert_eq!(deployment_id, &followed[1].1);
+            assert_eq!(deployment_id.as_deref(), Some(followed[1].1.as_str()));
         }
         other => panic!("{other:?}"),
     }
@@ -298,7 +357,7 @@ async fn a_roll_that_does_not_finish_in_time_times_out() {
         RollPlan::Failed {
             why: RollFailure::TimedOut { elapsed, .. },
             ..
-        } => assert_eq!(*elapsed, 300),
+        } => assert!((300..=302).contains(elapsed), "{elapsed}"),
         other => panic!("{other:?}"),
     }
     let message = ended.message.unwrap();
@@ -335,9 +394,7 @@ async fn the_deployment_is_found_again_after_a_crash_before_its_id_was_recorded(
         None,
         "no update yet"
     );
-    let id = roll::update(&ecs, &UpdateSpec::new("app", "web", None))
-        .await
-        .unwrap();
+    let id = started(&ecs, &UpdateSpec::new("app", "web", None)).await;
     // ...the invocation dies here; the next one looks instead of updating.
     let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
     assert_eq!(roll::deployment_since(&views[0], since), Some(id));
@@ -356,13 +413,10 @@ async fn a_lost_update_answer_is_sent_once_and_found_by_looking() {
         .unwrap()
         .as_secs_f64()
         - 5.0;
-    let err = roll::update(&ecs, &UpdateSpec::new("app", "web", None))
+    let sent = roll::update(&ecs, &UpdateSpec::new("app", "web", None))
         .await
-        .unwrap_err();
-    assert_eq!(
-        err.failure_type(),
-        aws_sdk_codepipeline::types::FailureType::SystemUnavailable
-    );
+        .expect("not refused");
+    assert!(matches!(sent, Sent::Unanswered(_)), "{sent:?}");
     assert_eq!(
         aws.calls_of("UpdateService").len(),
         1,
@@ -371,4 +425,19 @@ async fn a_lost_update_answer_is_sent_once_and_found_by_looking() {
     let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
     let found = roll::deployment_since(&views[0], since).expect("the update happened");
     assert_eq!(views[0].primary(), Some(found.as_str()));
+}
+
+#[tokio::test]
+async fn a_throttled_update_is_a_refusal_tried_again_in_the_call() {
+    let (aws, ecs) = world_with_faults(
+        json!([{"name": "web"}]),
+        json!([{"operation": "UpdateService", "calls": [1], "fault": "throttle"}]),
+    )
+    .await;
+    let id = started(&ecs, &UpdateSpec::new("app", "web", None)).await;
+    let calls = aws.calls_of("UpdateService");
+    assert_eq!(calls.len(), 2, "the throttled one changed nothing");
+    let views = roll::describe(&ecs, "app", &["web".into()]).await.unwrap();
+    assert_eq!(views[0].primary(), Some(id.as_str()));
+    assert_eq!(views[0].deployments.len(), 2, "one new deployment");
 }

@@ -311,8 +311,8 @@ async fn a_stage_retry_after_a_failed_roll_rolls_again_without_migrating_again()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_whose_answer_was_lost_is_found_by_looking_never_sent_again() {
     // web is updated; worker's UpdateService takes effect but its answer is
-    // lost (sent once, no SDK retry): the next continuation keeps web's id
-    // and finds worker's deployment since its claim.
+    // lost (sent once, no SDK retry): the roll goes on without worker's id,
+    // and the next look finds worker's deployment since its claim.
     let run = Run::start(scenario(
         &["web", "worker"],
         json!([{"outcome": "completed", "steps": 2}]),
@@ -332,13 +332,19 @@ async fn an_update_whose_answer_was_lost_is_found_by_looking_never_sent_again() 
         "{}",
         run.explain()
     );
-    let busy = run
+    let started = run
         .result
         .reports
         .iter()
         .filter_map(|r| r.summary.as_deref())
-        .any(|s| s.contains("AWS is busy"));
-    assert!(busy, "the lost answer was waited out\n{}", run.explain());
+        .find(|s| s.starts_with("Migration done; rolling "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        started.contains("web (ecs-svc/") && started.ends_with(", worker"),
+        "worker followed without its id until ECS shows it: {started}\n{}",
+        run.explain()
+    );
     for service in ["web", "worker"] {
         assert!(
             run.result.output_variables[&format!("ServiceDeployment_{service}")]
@@ -347,4 +353,304 @@ async fn an_update_whose_answer_was_lost_is_found_by_looking_never_sent_again() 
             run.explain()
         );
     }
+}
+
+// --- The roll tells the truth: what ECS says decides, at the pace of the
+// migration's watch, and nothing is updated twice. -------------------------
+
+const CANNOT_PULL: &str =
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s)";
+
+impl Run {
+    /// When the first UpdateService reached ECS (control-plane time).
+    fn updated_at(&self) -> std::time::Duration {
+        self.aws
+            .calls_of("UpdateService")
+            .first()
+            .map(|c| c.at)
+            .unwrap_or_else(|| panic!("no UpdateService\n{}", self.explain()))
+    }
+
+    /// DescribeServices calls at or after `at`: the roll's looks.
+    fn looks_since(&self, at: std::time::Duration) -> usize {
+        self.aws
+            .calls_of("DescribeServices")
+            .iter()
+            .filter(|c| c.at >= at)
+            .count()
+    }
+
+    /// Reports of the action's jobs at or after `at`.
+    fn reports_since(&self, at: std::time::Duration) -> usize {
+        self.result.reports.iter().filter(|r| r.at >= at).count()
+    }
+
+    /// When the action's last report arrived.
+    fn ended_at(&self) -> std::time::Duration {
+        self.result.reports.last().map(|r| r.at).unwrap_or_default()
+    }
+
+    /// The distinct ECS deployment ids the failure message names.
+    fn deployments_named(&self) -> std::collections::BTreeSet<&str> {
+        self.message()
+            .match_indices("ecs-svc/")
+            .map(|(i, _)| &self.message()[i..i + 27])
+            .collect()
+    }
+
+    fn summaries(&self) -> Vec<String> {
+        self.result
+            .reports
+            .iter()
+            .filter_map(|r| r.summary.clone())
+            .collect()
+    }
+}
+
+/// The scenario's `userParameters` for `services`, with `waitSeconds` and
+/// `deploy.timeoutSeconds`.
+fn user_parameters(services: &[&str], wait_seconds: u64, timeout: u64) -> Value {
+    json!({"deployment": "#{codepipeline.PipelineExecutionId}", "taskDefinition": "app-migrate",
+           "network": {"fromService": "web"}, "waitSeconds": wait_seconds,
+           "deploy": {"services": services, "timeoutSeconds": timeout}})
+}
+
+/// A rollout the circuit breaker rolls back `after_millis` after
+/// UpdateService, in one go: by the next look ours has left
+/// `deployments[]` and the previous deployment is `PRIMARY` and `COMPLETED`
+/// again, with the service events saying so.
+fn fast_rollback(after_millis: u64) -> Value {
+    json!({"outcome": "rolledBack", "steps": 1, "stepMillis": after_millis, "rollbackSteps": 0,
+           "stoppedTaskReasons": [CANNOT_PULL]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_over_before_the_first_look_fails_that_look_and_a_stage_retry_rolls_again() {
+    let scenario = scenario(
+        &["web"],
+        json!([fast_rollback(1000), {"outcome": "completed", "steps": 1}]),
+        json!([]),
+        json!({"timing": {"continuationDelayMillis": 1500}}),
+    );
+    let aws = LocalAws::start(scenario).await.unwrap();
+    let host = FunctionHost::for_scenario(&aws, bootstrap()).expect("function binary");
+    let first = drive(&aws, &host).await;
+    let run = Run {
+        aws,
+        host,
+        result: first,
+    };
+    run.assert_failed_naming(&[
+        "`web`",
+        "rolled back",
+        "rolling back to deployment ecs-svc/",
+        "deployment failed: tasks failed to start",
+        CANNOT_PULL,
+    ]);
+    assert!(
+        run.deployments_named().len() >= 2,
+        "ours and the one ECS went back to: {}",
+        run.message()
+    );
+    let update = run.updated_at();
+    assert_eq!(
+        run.looks_since(update),
+        1,
+        "decided on the first look\n{}",
+        run.explain()
+    );
+    assert!(
+        run.summaries()
+            .iter()
+            .all(|s| !s.contains("waiting for ECS to list")),
+        "{:?}",
+        run.summaries()
+    );
+    // A stage retry is a new run: it rolls again, in its window.
+    let retry = drive(&run.aws, &run.host).await;
+    assert_eq!(
+        retry.status,
+        ActionStatus::Succeeded,
+        "{retry:?}\n{}",
+        run.host.logs()
+    );
+    assert_eq!(run.updates("web").len(), 2, "rolled twice");
+    assert_eq!(run.aws.task_count(), 1, "migrated once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_seen_rolling_then_gone_is_reported_within_two_looks() {
+    let run = Run::start(scenario(
+        &["web"],
+        json!([fast_rollback(1500)]),
+        json!([]),
+        json!({"userParameters": user_parameters(&["web"], 3, 1800)}),
+    ))
+    .await;
+    run.assert_failed_naming(&["`web`", "rolled back", CANNOT_PULL]);
+    assert!(run.deployments_named().len() >= 2, "{}", run.message());
+    let rolled_back = run.updated_at() + std::time::Duration::from_millis(1500);
+    let looks = run.looks_since(rolled_back);
+    assert!(
+        (1..=2).contains(&looks),
+        "{looks} looks after ECS rolled back\n{}",
+        run.explain()
+    );
+    // It was seen rolling first (the looks within waitSeconds, not one
+    // per continuation), and reported within waitSeconds of the rollback.
+    assert!(run.looks_since(run.updated_at()) >= 2, "{}", run.explain());
+    let late = run.ended_at().saturating_sub(rolled_back);
+    assert!(
+        late.as_secs_f64() < 3.0 + 1.5,
+        "reported {late:?} after the rollback"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_roll_fails_within_wait_seconds_of_its_timeout() {
+    // worker (2 tasks) sticks at 1/2 running; ECS dates its deployment 57 s
+    // back, so the 60 s timeout (counted from ECS's `createdAt`) runs out
+    // 3 s after UpdateService.
+    let user = user_parameters(&["worker"], 2, 60);
+    let run = Run::start(scenario(
+        &["worker"],
+        json!([]),
+        json!([{"outcome": "stuck", "steps": 1, "createdSecondsAgo": 57}]),
+        json!({"userParameters": user}),
+    ))
+    .await;
+    run.assert_failed_naming(&[
+        "`worker`",
+        "did not become stable in 1m00s",
+        "1/2 tasks running",
+    ]);
+    let update = run.updated_at();
+    let after = run.ended_at().saturating_sub(update).as_secs_f64();
+    assert!(
+        (2.5..3.0 + 2.0 + 1.0).contains(&after),
+        "reported {after:.1}s after UpdateService (timeout at 3 s, waitSeconds 2)\n{}",
+        run.explain()
+    );
+    // Looks paced by the wait: about one a second at most, not hundreds.
+    let looks = run.looks_since(update);
+    assert!(
+        looks <= 8,
+        "{looks} looks in {after:.1}s\n{}",
+        run.explain()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roll_waits_between_looks_as_the_migration_does() {
+    let run = Run::start(scenario(
+        &["web"],
+        json!([{"outcome": "completed", "steps": 4, "stepMillis": 1000}]),
+        json!([]),
+        json!({"userParameters": user_parameters(&["web"], 2, 1800)}),
+    ))
+    .await;
+    assert_eq!(
+        run.result.status,
+        ActionStatus::Succeeded,
+        "{}",
+        run.explain()
+    );
+    let update = run.updated_at();
+    let seconds = run.ended_at().saturating_sub(update).as_secs_f64();
+    let looks = run.looks_since(update);
+    let reports = run.reports_since(update);
+    // 4 s of rolling: looks 1, 2, 4, 8… s apart within an invocation of
+    // waitSeconds 2 (at most ~3 per invocation), one report per invocation.
+    assert!(
+        looks as f64 <= 2.0 * seconds + 3.0,
+        "{looks} DescribeServices in {seconds:.1}s\n{}",
+        run.explain()
+    );
+    assert!(
+        reports as f64 <= seconds / 2.0 + 3.0,
+        "{reports} reports in {seconds:.1}s\n{}",
+        run.explain()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_update_answer_then_a_fast_rollback_fails_at_once_and_updates_nothing_again() {
+    // web's UpdateService takes effect but its answer is lost; the circuit
+    // breaker rolls ours back before anyone looks. The next look finds no
+    // deployment since the claim in `deployments[]`, but the service's
+    // events and service deployment tell what happened.
+    let run = Run::start(scenario(
+        &["web"],
+        json!([fast_rollback(500)]),
+        json!([]),
+        json!({"faults": [{"operation": "UpdateService", "calls": [1], "fault": "lostAnswer"}],
+               "timing": {"continuationDelayMillis": 1500}}),
+    ))
+    .await;
+    run.assert_failed_naming(&["`web`", "rolled back", CANNOT_PULL]);
+    assert_eq!(
+        run.aws.calls_of("UpdateService").len(),
+        1,
+        "sent once, ever\n{}",
+        run.explain()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_copy_of_the_first_job_after_a_failed_roll_only_re_reports() {
+    // The circuit breaker rolls web back on the first look; one look later
+    // ours has left `deployments[]`.
+    let run = Run::start(scenario(
+        &["web"],
+        json!([{"outcome": "rolledBack", "steps": 1}, {"outcome": "completed", "steps": 1}]),
+        json!([]),
+        json!({}),
+    ))
+    .await;
+    run.assert_failed_naming(&["`web`", "rolled back"]);
+    // Lambda delivers the first job again, minutes later: the roll's claim
+    // is old by then (its time is set back here, as if it were).
+    let claim = run
+        .aws
+        .parameters()
+        .into_iter()
+        .find(|p| p.name.contains("/roll/"))
+        .expect("the roll's claim");
+    let (at, who) = claim.value.split_once(' ').expect("time, then whose");
+    let backdated = at.parse::<u64>().expect("claim time") - 600;
+    run.aws
+        .put_parameter(&claim.name, &format!("{backdated} {who}"));
+    let execution = run.aws.scenario().execution_id();
+    let first_job = run.result.jobs[0].clone();
+    let user = run.aws.scenario().user_parameters.resolved(&execution);
+    let event = json!({"CodePipeline.job": {"id": first_job, "accountId": "123456789012", "data": {
+        "actionConfiguration": {"configuration": {"FunctionName": run.aws.scenario().function.name,
+                                                  "UserParameters": user}},
+        "inputArtifacts": [], "outputArtifacts": []}}});
+    let late = run.host.invoke_async(&event).wait().await;
+    assert!(late.succeeded(), "{late:?}\n{}", run.host.logs());
+    assert_eq!(
+        run.aws.calls_of("UpdateService").len(),
+        1,
+        "the rejected revision is not rolled again\n{}",
+        run.explain()
+    );
+    assert_eq!(run.aws.task_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roll_scenario_files_end_as_they_say() {
+    let file = |name: &str| {
+        Scenario::from_file(format!(
+            "{}/tests/scenarios/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let fast = Run::start(file("roll-rolled-back-fast")).await;
+    fast.assert_failed_naming(&["`web`", "rolled back", CANNOT_PULL]);
+    let stuck = Run::start(file("roll-stuck")).await;
+    stuck.assert_failed_naming(&["`worker`", "did not become stable in 1m00s", "1/2"]);
+    let after = stuck.ended_at().saturating_sub(stuck.updated_at());
+    assert!(after.as_secs_f64() < 5.0 + 5.0 + 1.0, "{after:?}");
 }
