@@ -161,7 +161,12 @@ sim:
 	SEEDS=$(SEEDS) target/sim/sim
 
 # What CI runs of it: 10,000 schedules from a seed that changes per run.
+# KNOWN: violation kinds found and still open, each printed and counted but
+# not failed (issue 21): a timed-out migration that exits 0 during its
+# stopTimeout is run again by a stage retry; a record left `running` when
+# the end could not be recorded (a throttled timeout).
+SIM_KNOWN := ran twice after exiting 0 while stopping;stale record
 sim-ci:
 	$(call heading,"sim: 10,000 schedules from a fresh seed (make sim SEEDS=1000000 for the full run)")
 	$(CARGO) build --profile sim -p sim
-	SEEDS=10000 target/sim/sim
+	SEEDS=10000 KNOWN="$(SIM_KNOWN)" target/sim/sim

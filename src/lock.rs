@@ -187,7 +187,14 @@ pub async fn acquire(
                 Liveness::Alive => return Ok(Acquire::Busy(Some(holder))),
                 Liveness::Stale(task) => {
                     tracing::warn!(lock = name, holder = %holder.deployment, seq = holder.seq, "taking over a stale lock");
-                    record_outcome(clients, &holder, task.as_ref(), me.acquired_at).await?;
+                    record_outcome(
+                        clients,
+                        &holder.state_parameter,
+                        holder.seq,
+                        task.as_ref(),
+                        me.acquired_at,
+                    )
+                    .await?;
                 }
             }
         }
@@ -226,26 +233,43 @@ async fn task_fact(clients: &Clients, holder: &Holder, now: u64) -> Result<TaskF
     ))
 }
 
-/// Writes a stale holder's outcome into its attempt record (and the summary
-/// it leads), unless it is already recorded: what the holder's own
+/// Writes a stale holder's outcome into the summary it leads and its
+/// attempt record, unless it is already recorded: what the holder's own
 /// continuation would have written from the same facts.
 async fn record_outcome(
     clients: &Clients,
-    holder: &Holder,
+    state_parameter: &str,
+    seq: u64,
     task: Option<&TaskView>,
     now: u64,
 ) -> Result<(), Failure> {
     let ssm = &clients.ssm;
-    let Some(record) = state::read(ssm, &holder.state_parameter, holder.seq).await? else {
+    let Some(record) = state::read(ssm, state_parameter, seq).await? else {
         return Ok(());
     };
     if record.status.is_final() {
         return Ok(());
     }
     let done = outcome_of(&record, task, &crate::job::rfc3339_secs(now));
-    state::write(ssm, &holder.state_parameter, &done).await?;
-    let summary = state::read_summary(ssm, &holder.state_parameter).await?;
-    state::write_summary(ssm, &holder.state_parameter, &done, summary.as_ref()).await
+    // The summary first: the record is the truth, and while it still says
+    // running, whoever comes next (a redelivery, another contender) records
+    // both again — the summary is never left behind by a crash in between.
+    let summary = state::read_summary(ssm, state_parameter).await?;
+    state::write_summary(ssm, state_parameter, &done, summary.as_ref()).await?;
+    state::write(ssm, state_parameter, &done).await
+}
+
+/// Records the outcome of attempt `seq` under `state_parameter` from its
+/// task, which ECS says has stopped: for an attempt whose own jobs will not
+/// (its action was abandoned with a stopped pipeline).
+pub async fn record_stopped(
+    clients: &Clients,
+    state_parameter: &str,
+    seq: u64,
+    task: &TaskView,
+) -> Result<(), Failure> {
+    let now = crate::clock::epoch_secs(crate::clock::now());
+    record_outcome(clients, state_parameter, seq, Some(task), now).await
 }
 
 /// The final record of an attempt from its stopped task (or from the proof

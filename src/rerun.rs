@@ -40,6 +40,7 @@ use crate::clock::{epoch_secs, now};
 use crate::config::{self, Config};
 use crate::event::{PipelineEvent, RerunRequest};
 use crate::failure::Failure;
+use crate::lock;
 use crate::state::{self, Claim, FailureClass, State, Status};
 use crate::task;
 
@@ -229,15 +230,26 @@ impl Rerunner<'_> {
             let ssm = &self.clients.ssm;
             let sp = &config.state_parameter;
             let records = state::list(ssm, sp).await?;
-            let running = records
-                .iter()
-                .rev()
-                .find(|r| r.deployment == action.deployment && r.status == Status::Running);
-            let Some((seq, task_arn)) = running.and_then(|r| Some((r.seq, r.task_arn.clone()?)))
-            else {
+            let latest = records.iter().rev().find(|r| {
+                r.deployment == action.deployment
+                    && matches!(r.status, Status::Starting | Status::Running)
+            });
+            let Some(latest) = latest else {
                 done.push(format!(
                     "stage {}: no migration of execution {} is running",
                     action.stage, event.execution_id
+                ));
+                continue;
+            };
+            let seq = latest.seq;
+            let name = state::claim_name(sp, Claim::Stop, seq);
+            let Some(task_arn) = latest.task_arn.clone() else {
+                // Claimed, its task not started (waiting for the lock, say):
+                // the stop claim is what its start looks for before RunTask.
+                let _already = self.take(&name, &event.event_id).await?;
+                done.push(format!(
+                    "stage {}: attempt {} of execution {} had not started its task; it will not",
+                    action.stage, latest.attempt, event.execution_id
                 ));
                 continue;
             };
@@ -245,29 +257,45 @@ impl Rerunner<'_> {
                 "migrate-once: pipeline execution {} was stopped",
                 event.execution_id
             );
-            let name = state::claim_name(sp, Claim::Stop, seq);
-            let claim = match self.take(&name, &event.event_id).await? {
-                Ok(claim) => claim,
-                Err(_) => {
+            let stopping = match self.take(&name, &event.event_id).await? {
+                Ok(claim) => {
+                    let stopped =
+                        task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await;
+                    self.settle(&name, claim, &stopped, false).await;
+                    stopped?;
+                    "stopped"
+                }
+                Err(_) => "is being stopped: task",
+            };
+            // Nobody else will: the action was abandoned with the pipeline.
+            // Its outcome comes from ECS's facts once the task has stopped
+            // (as a lock contender records a stale holder's), never from
+            // intent — the task may have exited 0 just before. Until then
+            // this delivery fails, so that Lambda delivers it again.
+            let seen = task::describe(&self.clients.ecs, &config.cluster, &task_arn).await?;
+            match seen.filter(|t| t.last_status == "STOPPED") {
+                Some(view) => {
+                    lock::record_stopped(self.clients, sp, seq, &view).await?;
+                    if let Some(lock_name) = &config.lock {
+                        lock::release(ssm, lock_name, sp, seq).await?;
+                    }
                     done.push(format!(
-                        "stage {}: task {} is already being stopped",
+                        "stage {}: {stopping} task {}; it has stopped and its outcome is recorded",
                         action.stage,
                         task::task_id(&task_arn)
                     ));
-                    continue;
                 }
-            };
-            // Only the stop: its outcome is recorded from ECS's facts (by the
-            // action's next job, a lock contender or a stage retry), never
-            // from intent — the task may have exited 0 just before.
-            let stopped = task::stop(&self.clients.ecs, &config.cluster, &task_arn, &reason).await;
-            self.settle(&name, claim, &stopped, false).await;
-            stopped?;
-            done.push(format!(
-                "stage {}: stopped task {}",
-                action.stage,
-                task::task_id(&task_arn)
-            ));
+                None => {
+                    return Err(Failure::Unavailable {
+                        api: "ecs:DescribeTasks",
+                        detail: format!(
+                            "task {} of stopped execution {} has not stopped yet (it runs on for its stopTimeout); its outcome is recorded when this event is delivered again",
+                            task::task_id(&task_arn),
+                            event.execution_id
+                        ),
+                    });
+                }
+            }
         }
         let summary = if done.is_empty() {
             format!(

@@ -181,6 +181,8 @@ struct Seen {
     created: std::time::Duration,
     end: Option<std::time::Duration>,
     exited_zero: bool,
+    /// It was told to stop (a timeout, a pipeline stop) before it ended.
+    stop_requested: bool,
 }
 
 fn tasks(aws: &LocalAws) -> Vec<Seen> {
@@ -206,6 +208,7 @@ fn tasks(aws: &LocalAws) -> Vec<Seen> {
                 stopped.exit_codes.get(CONTAINER).copied().flatten() == Some(0)
             });
             Some(Seen {
+                stop_requested: t.stop_requested.is_some(),
                 arn: t.arn.clone(),
                 family: t.definition.family.clone(),
                 deployment,
@@ -275,14 +278,22 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
         let mine: Vec<&Seen> = tasks.iter().filter(|t| t.family == family.family).collect();
         for (i, t) in mine.iter().enumerate() {
             let earlier = &mine[..i];
-            // Once per deployment.
+            // Once per deployment. A migration told to stop (timed out)
+            // that finished with exit 0 during its stopTimeout is its own
+            // kind: the record says failed from the moment of StopTask
+            // (SPEC §4), so a stage retry runs it again.
             if !family.rerun_always
                 && let Some(done) = earlier
                     .iter()
                     .find(|e| e.deployment == t.deployment && e.exited_zero)
             {
+                let kind = if done.stop_requested {
+                    "ran twice after exiting 0 while stopping"
+                } else {
+                    "ran twice"
+                };
                 found.push(format!(
-                    "ran twice: {} for deployment {} after {} had exited 0",
+                    "{kind}: {} for deployment {} after {} had exited 0",
                     short_task(&t.arn),
                     short(&t.deployment),
                     short_task(&done.arn)
@@ -454,14 +465,20 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
         let record: Value = serde_json::from_str(&summary.value).unwrap_or(Value::Null);
         let status = record["status"].as_str().unwrap_or_default();
         let deployment = record["deployment"].as_str().unwrap_or_default();
-        // A run abandoned by a pipeline stop that does not stop the task
-        // leaves its migration unwatched: nothing can record its end until
-        // the next deployment does.
-        let unwatched = !family.stop_on_pipeline_stop
-            && facts
+        // Nobody can record the end of a migration left unwatched until the
+        // next deployment or a stage retry: a run abandoned by a pipeline
+        // stop that does not stop the task (or that no rule tells the
+        // function of: only family 0's pipeline sends EventBridge events),
+        // or a run whose job died in every delivery (it timed out).
+        let ended_as = |end: End| {
+            facts
                 .runs
                 .iter()
-                .any(|r| r.end == End::Abandoned && plan.executions[r.execution].id == deployment);
+                .any(|r| r.end == end && plan.executions[r.execution].id == deployment)
+        };
+        let unwatched = ((!family.stop_on_pipeline_stop || !family.modelled)
+            && ended_as(End::Abandoned))
+            || ended_as(End::TimedOut);
         if (status == "starting" || status == "running") && !unwatched {
             found.push(format!(
                 "stale record: {} says {status} at rest ({})",

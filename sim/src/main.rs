@@ -4,7 +4,11 @@
 //!   clock, printed), on `THREADS` threads (default: the cores);
 //! - `SEED=S` replays one schedule and prints its timeline.
 //!
-//! The last line is `sim: N schedules, M violations, S s`.
+//! - `KNOWN=kind;kind` names violation kinds that are known and open (each
+//!   with its issue in the Makefile): printed and counted, but not failed.
+//!
+//! The last line is `sim: N schedules, M violations, S s` (known ones not
+//! counted).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,13 @@ fn main() {
         );
         std::process::exit(i32::from(!outcome.violations.is_empty()));
     }
+    let known: Vec<String> = std::env::var("KNOWN")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
     let count = env("SEEDS").unwrap_or(100_000);
     let start = env("START").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -98,17 +109,24 @@ fn main() {
         let entry = kinds.entry(kind).or_insert((0, *seed));
         entry.0 += 1;
     }
+    let mut open = 0;
     for (kind, (n, seed)) in &kinds {
-        println!("  {kind}: {n} (first seed {seed})");
+        let is_known = known.iter().any(|k| k == kind);
+        if !is_known {
+            open += n;
+        }
+        let tag = if is_known { " (known, open)" } else { "" };
+        println!("  {kind}: {n} (first seed {seed}){tag}");
     }
     println!(
         "sim: {:.0} schedules/s, {:.1} deliveries a schedule",
         count as f64 / secs,
         delivered.load(Ordering::Relaxed) as f64 / count.max(1) as f64
     );
-    println!(
-        "sim: {count} schedules, {} violations, {secs:.1} s",
-        violations.load(Ordering::Relaxed)
-    );
-    std::process::exit(i32::from(violations.load(Ordering::Relaxed) > 0));
+    let all = violations.load(Ordering::Relaxed);
+    if all > open {
+        println!("sim: {} violations of known, open kinds", all - open);
+    }
+    println!("sim: {count} schedules, {open} violations, {secs:.1} s");
+    std::process::exit(i32::from(open > 0));
 }

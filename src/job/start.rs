@@ -353,6 +353,29 @@ impl Deployment {
         };
         let record = chosen.on(record);
 
+        if config.stop_on_pipeline_stop && unknown == 0 {
+            let stop = state::claim_name(&config.state_parameter, Claim::Stop, record.seq);
+            match state::get(&clients.ssm, &stop).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    let why = format!(
+                        "the pipeline execution was stopped before attempt {} started its task",
+                        record.attempt
+                    );
+                    let failed = record.failed(FailureClass::Permanent, &why, &rfc3339(now()));
+                    self.record_end(inv, &failed, top).await;
+                    return Err(Failure::Job(format!(
+                        "Deployment {}: {why} (stopOnPipelineStop); nothing was run. Retry the stage to migrate.",
+                        self.id
+                    )));
+                }
+                Err(failure) => {
+                    return self
+                        .not_now(inv, caller, Some(record.seq), unknown, failure)
+                        .await;
+                }
+            }
+        }
         if let Err(failure) = self.reset(inv).await {
             if retry_later(&failure).is_some() || unknown > 0 {
                 return self
