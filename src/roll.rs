@@ -1098,6 +1098,9 @@ pub fn failure_message(
         }
     }
     let todo = match why {
+        RollFailure::Replaced { .. } => format!(
+            " migrate-once rolled nothing back: service `{service}` runs the other update now; retry the stage if this release should still roll out over it (the migration, already applied, is not run again)."
+        ),
         RollFailure::TimedOut { .. } => format!(
             " ECS goes on with the deployment; look at service `{service}` in the ECS console (events, stopped tasks, health checks), raise `deploy.timeoutSeconds` if it is only slow, then retry the stage: the migration is already applied and is not run again."
         ),

@@ -87,6 +87,12 @@ pub struct Roll {
     /// Epoch seconds when the roll phase began.
     #[serde(rename = "at")]
     pub started_at: u64,
+    /// Epoch seconds when this token was handed to CodePipeline: the job
+    /// carrying it was created after that, and CodePipeline takes no report
+    /// for a job past its timeout — a copy delivered later than that is
+    /// late, and makes no update (0 in an older build's token: unknown).
+    #[serde(rename = "ia", default)]
+    pub issued_at: u64,
     /// `awslogs` group and stream prefix of the migration's container (for
     /// its `LogStream` output).
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +244,7 @@ mod tests {
             seq: 12,
             services: (0..10).map(rolled).collect(),
             started_at: 1_764_561_590,
+            issued_at: 1_764_561_600,
             logs: Some(("/ecs/app".into(), "migrate".into())),
             already_applied: false,
             busy: 0,

@@ -337,7 +337,7 @@ async fn an_update_whose_answer_was_lost_is_found_by_looking_never_sent_again() 
         .reports
         .iter()
         .filter_map(|r| r.summary.as_deref())
-        .find(|s| s.starts_with("Migration done; rolling "))
+        .find(|s| s.starts_with("Migration done; rolling web (ecs-svc/"))
         .unwrap_or_default()
         .to_owned();
     assert!(
@@ -653,4 +653,61 @@ async fn the_roll_scenario_files_end_as_they_say() {
     stuck.assert_failed_naming(&["`worker`", "did not become stable in 1m00s", "1/2"]);
     let after = stuck.ended_at().saturating_sub(stuck.updated_at());
     assert!(after.as_secs_f64() < 5.0 + 5.0 + 1.0, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_job_after_its_run_ended_updates_nothing() {
+    // The job that would make the first UpdateService crashes (the second
+    // DescribeServices; the first is the migration's `fromService`) and is
+    // never delivered again: the action run ends without a report. Lambda
+    // then delivers a copy of that job, later than CodePipeline's job
+    // timeout (its token's time is set back here, as if it were).
+    let run = Run::start(scenario(
+        &["web"],
+        json!([{"outcome": "completed", "steps": 1}]),
+        json!([]),
+        json!({"faults": [{"operation": "DescribeServices", "calls": [2], "fault": "crash"}],
+               "timing": {"maxRedeliveries": 0}}),
+    ))
+    .await;
+    assert_ne!(
+        run.result.status,
+        ActionStatus::Succeeded,
+        "{}",
+        run.explain()
+    );
+    assert!(
+        run.aws.calls_of("UpdateService").is_empty(),
+        "{}",
+        run.explain()
+    );
+    let crashed = run.result.jobs.last().expect("jobs").clone();
+    let token = run
+        .result
+        .reports
+        .iter()
+        .rev()
+        .find_map(|r| r.continuation_token.clone())
+        .expect("the crashed job's token");
+    let mut token: Value = serde_json::from_str(&token).unwrap();
+    if token["p"] == "roll" {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        token["ia"] = json!(now - 25 * 60);
+    }
+    let execution = run.aws.scenario().execution_id();
+    let user = run.aws.scenario().user_parameters.resolved(&execution);
+    let event = json!({"CodePipeline.job": {"id": crashed, "accountId": "123456789012", "data": {
+        "actionConfiguration": {"configuration": {"FunctionName": run.aws.scenario().function.name,
+                                                  "UserParameters": user}},
+        "inputArtifacts": [], "outputArtifacts": [], "continuationToken": token.to_string()}}});
+    let late = run.host.invoke_async(&event).wait().await;
+    assert!(late.succeeded(), "{late:?}\n{}", run.host.logs());
+    assert!(
+        run.aws.calls_of("UpdateService").is_empty(),
+        "a copy after the run ended rolls nothing\n{}",
+        run.explain()
+    );
 }

@@ -28,6 +28,15 @@
 //! stage retry is a new run with new claims: it rolls again, and the
 //! migration, already applied, is not run again.
 //!
+//! Only a job CodePipeline can still take a report for updates anything.
+//! The job that sees the migration succeed hands the updates to the next
+//! job, which CodePipeline creates only once it took that report: a copy
+//! of an already reported job (a late or duplicate delivery) has its report
+//! refused and starts nothing. And a job whose token was handed out more
+//! than [`LATE_SECS`] ago is past CodePipeline's job timeout: it makes no
+//! update either, and hands the roll on with a fresh token (which only a
+//! live action run turns into a job).
+//!
 //! The roll waits as the migration does ([`Invocation::wait_until`]): looks
 //! 1, 2, 4 … 10 s apart within one invocation, never past the moment a
 //! service times out, and a last one when `waitSeconds` is up; then a
@@ -66,6 +75,19 @@ const MAX_BUSY: u32 = 30;
 /// late copy of one of its jobs must change nothing.
 pub const TAKEOVER_UNTIL_SECS: u64 = 20 * 60;
 
+/// A job whose token was handed out longer ago than this is a late copy:
+/// CodePipeline takes no report for a job past its timeout (20 minutes, as
+/// local-aws models it), less a margin for the calls before an update.
+pub const LATE_SECS: u64 = 18 * 60;
+
+/// The roll handed to the next job, stamped with the time it is handed out.
+fn handed(roll: Roll) -> Phase {
+    Phase::Roll(Roll {
+        issued_at: epoch_secs(now()),
+        ..roll
+    })
+}
+
 fn epoch_f64() -> f64 {
     now()
         .duration_since(UNIX_EPOCH)
@@ -75,10 +97,11 @@ fn epoch_f64() -> f64 {
 
 impl Deployment {
     /// What a succeeded migration reports: its success, or — with `deploy`
-    /// — the start of the roll, which reports it at the end.
+    /// — the roll to come, which reports it at the end. The updates are
+    /// left to the next job (module docs).
     pub(super) async fn succeeded(
         &self,
-        inv: &Invocation<'_>,
+        _inv: &Invocation<'_>,
         action_job: &str,
         record: &State,
         container: &Container,
@@ -96,11 +119,27 @@ impl Deployment {
             seq: record.seq,
             services: Vec::new(),
             started_at: epoch_secs(now()),
+            issued_at: 0,
             logs: container.logs.clone(),
             already_applied: summary.starts_with(text::ALREADY_APPLIED),
             busy: 0,
         };
-        self.roll(inv, roll).await
+        // The updates are the next job's: CodePipeline makes it only once
+        // it took this report, so a copy of this job delivered after the
+        // run ended (its report refused) updates nothing.
+        let services: Vec<&str> = self
+            .config
+            .deploy
+            .iter()
+            .flat_map(|d| &d.services)
+            .map(|s| roll::service_name(s))
+            .collect();
+        in_progress(
+            handed(roll),
+            format!("Migration done; rolling {} next", services.join(", ")),
+            Some(50),
+            None,
+        )
     }
 
     /// Makes the updates still to be made, then follows every update for
@@ -126,6 +165,25 @@ impl Deployment {
                 Err(failure) => return self.roll_later(inv, roll, failure).await,
             };
             if roll.services.len() < services.len() {
+                let age = epoch_secs(now()).saturating_sub(roll.issued_at);
+                if roll.issued_at > 0 && age > LATE_SECS {
+                    // This job cannot be reported any more, unless
+                    // CodePipeline's timeout is longer than we think: then
+                    // the next job, with a fresh token, makes the updates.
+                    warn!(
+                        age,
+                        "a copy of a job past CodePipeline's job timeout: no update"
+                    );
+                    return in_progress(
+                        handed(roll),
+                        format!(
+                            "Rolling the services: this job is {} old; the next one updates them",
+                            human(age)
+                        ),
+                        Some(50),
+                        None,
+                    );
+                }
                 if let Err(failure) = self.update_services(inv, &mut roll, &views).await {
                     return self.roll_later(inv, roll, failure).await;
                 }
@@ -142,7 +200,7 @@ impl Deployment {
                     })
                     .collect();
                 return in_progress(
-                    Phase::Roll(roll),
+                    handed(roll),
                     format!("Migration done; rolling {}", started.join(", ")),
                     Some(50),
                     None,
@@ -188,7 +246,7 @@ impl Deployment {
                         continue;
                     }
                     return in_progress(
-                        Phase::Roll(roll),
+                        handed(roll),
                         roll::progress_summary(&progress),
                         Some(50 + percent / 2),
                         None,
@@ -468,7 +526,7 @@ impl Deployment {
         let cap = Duration::from_secs(1 << roll.busy.min(5));
         inv.pause(self.config.wait_seconds, cap).await;
         in_progress(
-            Phase::Roll(Roll {
+            handed(Roll {
                 busy: roll.busy + 1,
                 ..roll
             }),
