@@ -58,6 +58,7 @@ fn a_reset_cut_short_is_finished_before_run_task() {
         |p| p.families[0].resets.len() == 2 && family_zero_only(p, 1),
         1,
     );
+    plan.scenario.tasks[0] = local_aws::TaskOutcome::default();
     plan.scripted = vec![Scripted {
         operation: "PutParameter",
         containing: "once-0",
