@@ -8,8 +8,8 @@
 //! - no task for a deployment after one of its tasks exited 0 (`rerun: once`);
 //! - no migration of a deployment after a newer one's started on its state
 //!   parameter;
-//! - every job reported, unless each of its deliveries died; every action
-//!   ended within CodePipeline's limits;
+//! - every job reported by a delivery that returned Ok in time; every
+//!   action ended within CodePipeline's limits;
 //! - success only for a deployment whose migration exited 0;
 //! - no secret in any report, token or parameter;
 //! - at most 25 parameters at rest under one state parameter;
@@ -340,11 +340,14 @@ pub fn at_rest(facts: &Facts<'_>) -> Vec<String> {
                 .filter(|d| d.label == *job)
                 .map(|d| &d.ended)
                 .collect();
-            // A copy that came after the job timed out could not report it.
+            // A delivery that returned Ok in time must have reported (an
+            // Err is the function asking Lambda to deliver again: when all
+            // of Lambda's tries fail, the job is lost to Lambda, not to the
+            // function; a copy after the job timed out cannot report it).
             let in_time = facts.deliveries.iter().any(|d| {
                 d.label == *job
                     && d.at < *created + crate::pipeline::JOB_TIMEOUT
-                    && matches!(d.ended, Ended::Ok | Ended::Err(_))
+                    && d.ended == Ended::Ok
             });
             if in_time {
                 found.push(format!(

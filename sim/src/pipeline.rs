@@ -210,8 +210,18 @@ impl Pipelines {
                 end,
                 last,
             });
-        if end == End::Succeeded {
-            // The instances did their once-per-deployment work.
+        // The instances did their once-per-deployment work — unless a newer
+        // deployment of the family has started since (then its reset is
+        // theirs to consume, not ours).
+        let superseded = {
+            let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            self.plan
+                .executions
+                .iter()
+                .enumerate()
+                .any(|(i, other)| i > index && other.family == e.family && started[i] > 0)
+        };
+        if end == End::Succeeded && !superseded {
             for name in &family.resets {
                 aws.put_parameter(name, "1");
             }
