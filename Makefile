@@ -156,7 +156,7 @@ fleet:
 # the clock, printed), or SEED=S to replay one with its timeline.
 SEEDS ?= 100000
 sim:
-	$(call heading,"sim: the handler against local-aws's world in one process, virtual time, seeded schedules")
+	$(call heading,"sim: the handler against the world of local-aws in one process on virtual time with seeded schedules")
 	$(CARGO) build --profile sim -p sim
 	SEEDS=$(SEEDS) target/sim/sim
 
@@ -167,6 +167,6 @@ sim:
 # the end could not be recorded (a throttled timeout).
 SIM_KNOWN := ran twice after exiting 0 while stopping;stale record
 sim-ci:
-	$(call heading,"sim: 10,000 schedules from a fresh seed (make sim SEEDS=1000000 for the full run)")
+	$(call heading,"sim: 10000 schedules from a fresh seed (make sim SEEDS=1000000 for the full run)")
 	$(CARGO) build --profile sim -p sim
 	SEEDS=10000 KNOWN="$(SIM_KNOWN)" target/sim/sim

@@ -128,3 +128,55 @@ fn a_seed_replays_exactly() {
         assert_eq!(a.violations, b.violations);
     }
 }
+
+/// Issue 20.4: the UpdateService takes effect but its answer is lost, and
+/// the circuit breaker rolls the deployment back before anyone looks:
+/// the roll is found by looking, fails as rolled back, and the service is
+/// never updated a second time (the invariants count UpdateService per run).
+#[test]
+fn a_lost_update_answer_then_a_fast_rollback_updates_once_and_fails() {
+    let (seed, mut plan) = schedule(
+        |p| !p.families[0].services.is_empty() && family_zero_only(p, 1),
+        1,
+    );
+    plan.scenario.tasks[0] = local_aws::TaskOutcome::default();
+    plan.scenario.services[0].rollouts[0] = serde_json::from_value(serde_json::json!({
+        "outcome": "rolledBack", "steps": 1, "rollbackSteps": 0,
+    }))
+    .expect("a rollout");
+    plan.scripted = vec![Scripted {
+        operation: "UpdateService",
+        containing: "",
+        nth: 1,
+        fate: Fate::Lost,
+    }];
+    let outcome = run(seed, plan, "UpdateService  → applied, answer lost");
+    assert_eq!(outcome.runs[0].1, End::Failed, "{:?}", outcome.runs);
+    assert_eq!(outcome.runs[0].3.as_deref(), Some("JobFailed"));
+}
+
+/// Issues 20.1 and 20.2: a rollback over before the first look fails the
+/// action at once, and a stuck rollout fails at its timeout — neither waits
+/// on "not listed yet" or "1/2 running" for ever.
+#[test]
+fn a_fast_rollback_and_a_stuck_roll_both_fail() {
+    for (rollout, reaches) in [
+        (
+            r#"{"outcome":"rolledBack","steps":1,"rollbackSteps":0}"#,
+            "UpdateService",
+        ),
+        (r#"{"outcome":"stuck","steps":1}"#, "UpdateService"),
+    ] {
+        let (seed, mut plan) = schedule(
+            |p| !p.families[0].services.is_empty() && family_zero_only(p, 1),
+            1,
+        );
+        plan.scenario.tasks[0] = local_aws::TaskOutcome::default();
+        plan.scenario.services[0].rollouts[0] = serde_json::from_str(rollout).expect("a rollout");
+        let outcome = run(seed, plan, reaches);
+        let (_, end, jobs, failure) = &outcome.runs[0];
+        assert_eq!(*end, End::Failed, "{rollout}: {:?}", outcome.runs);
+        assert_eq!(failure.as_deref(), Some("JobFailed"), "{rollout}");
+        assert!(*jobs < 200, "{rollout}: {jobs} jobs");
+    }
+}
