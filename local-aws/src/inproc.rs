@@ -136,12 +136,6 @@ impl LocalAws {
             .map(|j| j.user_parameters.clone())
     }
 
-    /// Bumped after every CodePipeline call the world accepted: a driver
-    /// waits on it for a report instead of polling.
-    pub fn pipeline_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.world.pipeline_changed.subscribe()
-    }
-
     /// Marks the action's stage of `execution_id` in progress.
     pub fn start_stage(&self, execution_id: &str) {
         crate::world::lock(&self.world.pipeline).start_stage(execution_id);

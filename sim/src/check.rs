@@ -17,7 +17,7 @@
 //!   automatic reruns that happened.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use local_aws::LocalAws;
 use local_aws::inproc::{WireRequest, WireResponse};
@@ -45,12 +45,40 @@ pub struct Online {
     pub updates: Mutex<Vec<(String, String, std::time::Duration)>>,
     origin: tokio::time::Instant,
     retries: UnboundedSender<String>,
+    /// Who waits for which job's report.
+    pub reported: Arc<Reported>,
+}
+
+/// Wakes the run waiting for a job once a report for it was applied — one
+/// `Notify` per job, so that wake-ups come in a seeded order (a tokio
+/// `watch` wakes its waiters in an order of its own random choosing).
+#[derive(Default)]
+pub struct Reported(Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Reported {
+    /// The `Notify` for job `id`.
+    pub fn waiter(&self, id: &str) -> Arc<tokio::sync::Notify> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn reported(&self, id: &str) {
+        let waiter = self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Some(waiter) = waiter {
+            waiter.notify_one();
+        }
+    }
 }
 
 impl Online {
     /// The online checks of `plan`; accepted stage retries go to `retries`.
     pub fn new(plan: &Plan, retries: UnboundedSender<String>) -> Online {
         Online {
+            reported: Arc::default(),
             families: plan
                 .families
                 .iter()
@@ -124,6 +152,14 @@ impl Observer for Online {
         request: &WireRequest,
         response: &WireResponse,
     ) {
+        if matches!(
+            request.operation(),
+            "PutJobSuccessResult" | "PutJobFailureResult"
+        ) && response.status == 200
+        {
+            self.reported
+                .reported(body(request)["jobId"].as_str().unwrap_or_default());
+        }
         if request.operation() == "UpdateService" && response.status == 200 {
             let service = body(request)["service"]
                 .as_str()

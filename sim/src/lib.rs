@@ -147,6 +147,7 @@ async fn schedule(seed: u64, plan: draw::Plan, story: bool) -> Outcome {
         rng.fork(),
         timeline.clone(),
         busy.clone(),
+        online.reported.clone(),
     );
 
     let retrying = {

@@ -69,6 +69,7 @@ pub struct Pipelines {
     timeline: Arc<Timeline>,
     busy: crate::Busy,
     origin: tokio::time::Instant,
+    reported: Arc<crate::check::Reported>,
 }
 
 impl Pipelines {
@@ -79,6 +80,7 @@ impl Pipelines {
         rng: Rng,
         timeline: Arc<Timeline>,
         busy: crate::Busy,
+        reported: Arc<crate::check::Reported>,
     ) -> Arc<Pipelines> {
         let runs = vec![0; plan.executions.len()];
         Arc::new(Pipelines {
@@ -90,6 +92,7 @@ impl Pipelines {
             timeline,
             busy,
             origin: tokio::time::Instant::now(),
+            reported,
         })
     }
 
@@ -240,15 +243,15 @@ impl Pipelines {
         stop_at: Option<tokio::time::Instant>,
     ) -> Waited {
         let aws = &self.lambda.net().aws;
-        let mut changes = aws.pipeline_changes();
         let stop_at = stop_at.unwrap_or(deadline + Duration::from_secs(1));
         loop {
+            let reported = self.reported.waiter(job);
             if let Some(r) = aws.job_report(job) {
                 return Waited::Report(Box::new(r));
             }
             tokio::select! {
                 biased;
-                _ = changes.changed() => {}
+                _ = reported.notified() => {}
                 _ = tokio::time::sleep_until(stop_at) => return Waited::Stopped,
                 _ = tokio::time::sleep_until(deadline) => return Waited::TimedOut,
             }

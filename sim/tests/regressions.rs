@@ -174,6 +174,18 @@ fn a_fast_rollback_and_a_stuck_roll_both_fail() {
         plan.scenario.tasks[0] = local_aws::TaskOutcome::default();
         plan.scenario.services[0].rollouts[0] = serde_json::from_str(rollout).expect("a rollout");
         let outcome = run(seed, plan, reaches);
+        let story = outcome.timeline.clone().unwrap_or_default();
+        let rolling_reports = story
+            .lines()
+            .filter(|l| l.contains("PutJobSuccessResult Rolling"))
+            .count();
+        if rollout.contains("rolledBack") {
+            // Reported within two looks of ECS showing it.
+            assert!(
+                rolling_reports <= 2,
+                "{rolling_reports} rolling reports:\n{story}"
+            );
+        }
         let (_, end, jobs, failure) = &outcome.runs[0];
         assert_eq!(*end, End::Failed, "{rollout}: {:?}", outcome.runs);
         assert_eq!(failure.as_deref(), Some("JobFailed"), "{rollout}");

@@ -408,9 +408,18 @@ impl Deployment {
         match ran {
             Ok(task::Started { task_arn, replayed }) => {
                 info!(%task_arn, attempt = record.attempt, replayed, "migration task started");
+                // Its time is now, not the claim's: an attempt may have
+                // waited an hour for the lock, and a task ECS does not show
+                // yet must not look an hour old (gone) to the watch.
+                let started_at = if replayed {
+                    record.started_at.clone()
+                } else {
+                    Some(rfc3339(now()))
+                };
                 let running = State {
                     status: Status::Running,
                     task_arn: Some(task_arn.clone()),
+                    started_at,
                     ..record
                 };
                 if let Err(failure) = write_both(inv, &config.state_parameter, &running, top).await
