@@ -1,7 +1,8 @@
 # migrate-once: developer and CI entry points.
 #
 #   make test      installs the tools (.ci/install-tools), then fmt check, clippy,
-#                  tests, the README's hand invocations (.ci/invoke-events),
+#                  tests, the simulator (make sim-ci), the README's hand
+#                  invocations (.ci/invoke-events),
 #                  sam validate --lint, checkov, sam build (what CI runs: .ci/run)
 #   make invoke-events  cargo lambda watch + cargo lambda invoke of every file in
 #                  events/ against the local control plane, answers checked
