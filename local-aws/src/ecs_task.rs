@@ -254,7 +254,11 @@ impl Task {
     /// Whether this `DescribeTasks` should answer `MISSING` for the task
     /// (ECS's eventual consistency right after RunTask); counts one.
     pub fn hidden_from_describe(&mut self) -> bool {
-        if self.outcome.missing_describes == 0 {
+        // Only right after RunTask: ECS describes a task it has shown.
+        if self.outcome.missing_describes == 0
+            || clock::instant().saturating_duration_since(self.created_instant)
+                > Duration::from_secs(60)
+        {
             return false;
         }
         self.outcome.missing_describes -= 1;

@@ -357,18 +357,7 @@ impl Deployment {
             let stop = state::claim_name(&config.state_parameter, Claim::Stop, record.seq);
             match state::get(&clients.ssm, &stop).await {
                 Ok(None) => {}
-                Ok(Some(_)) => {
-                    let why = format!(
-                        "the pipeline execution was stopped before attempt {} started its task",
-                        record.attempt
-                    );
-                    let failed = record.failed(FailureClass::Permanent, &why, &rfc3339(now()));
-                    self.record_end(inv, &failed, top).await;
-                    return Err(Failure::Job(format!(
-                        "Deployment {}: {why} (stopOnPipelineStop); nothing was run. Retry the stage to migrate.",
-                        self.id
-                    )));
-                }
+                Ok(Some(_)) => return self.stopped_before_start(inv, record, top).await,
                 Err(failure) => {
                     return self
                         .not_now(inv, caller, Some(record.seq), unknown, failure)
@@ -488,6 +477,51 @@ impl Deployment {
                 Err(failure)
             }
         }
+    }
+
+    /// The pipeline execution was stopped while this attempt had not
+    /// recorded a task: nothing new is started. A RunTask of an earlier
+    /// invocation may still have started one (its answer died with it), so
+    /// that task, if ECS lists it, is stopped and recorded as the attempt's
+    /// (the lock follows it); if none is listed, the attempt is recorded
+    /// failed and the lock left to the proof-based takeover (SPEC §4
+    /// step 3), never released on a guess.
+    async fn stopped_before_start(
+        &self,
+        inv: &Invocation<'_>,
+        record: State,
+        top: Option<&State>,
+    ) -> Result<Report, Failure> {
+        let config = &self.config;
+        let ecs = &inv.clients.ecs;
+        let token = task::client_token(&config.state_parameter, &self.id, record.attempt);
+        let since = epoch_of(record.started_at.as_deref()).saturating_sub(60) as f64;
+        let why = format!(
+            "the pipeline execution was stopped before attempt {} started its task",
+            record.attempt
+        );
+        if let Some(found) = task::find_started(ecs, &config.cluster, &token, since).await? {
+            let reason = format!("migrate-once: {why}");
+            task::stop(ecs, &config.cluster, &found.arn, &reason).await?;
+            let running = State {
+                status: Status::Running,
+                task_arn: Some(found.arn.clone()),
+                ..record
+            };
+            write_both(inv, &config.state_parameter, &running, top).await?;
+            return Err(Failure::Job(format!(
+                "Deployment {}: the pipeline execution was stopped (stopOnPipelineStop); task {} of attempt {} was stopped.",
+                self.id,
+                task::task_id(&found.arn),
+                running.attempt
+            )));
+        }
+        let failed = record.failed(FailureClass::Permanent, &why, &rfc3339(now()));
+        write_both(inv, &config.state_parameter, &failed, top).await?;
+        Err(Failure::Job(format!(
+            "Deployment {}: {why} (stopOnPipelineStop); nothing was run. Retry the stage to migrate.",
+            self.id
+        )))
     }
 
     /// Sets every `resetParameters` entry to `"0"`: done, and seen done,
