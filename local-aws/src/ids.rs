@@ -77,8 +77,12 @@ pub fn hex32() -> String {
 
 /// A random-looking version-4 UUID, the shape of a CodePipeline job id.
 pub fn uuid() -> String {
-    let a = next_u64();
-    let b = next_u64();
+    uuid_from(next_u64(), next_u64())
+}
+
+/// The version-4 UUID made of the bits `a` and `b` (the simulator draws
+/// its pipeline execution ids from its own generator).
+pub fn uuid_from(a: u64, b: u64) -> String {
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
         a >> 32,

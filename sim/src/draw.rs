@@ -380,18 +380,5 @@ fn scenario(
 
 /// A pipeline execution id.
 fn uuid(rng: &mut Rng) -> String {
-    let (a, b) = (rng.u64(), rng.u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0x0fff,
-        ((b >> 48) & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-/// Makes local-aws's ids (jobs, tasks) follow the seed.
-pub fn seed_world(seed: u64) {
-    ids::reseed(seed);
+    ids::uuid_from(rng.u64(), rng.u64())
 }

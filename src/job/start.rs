@@ -583,19 +583,12 @@ impl Deployment {
         match outcome::after_start_failure(transient, tries, max) {
             AfterStartFailure::Retry => {
                 warn!(reason, tries, "start attempt failed; retrying");
-                in_progress(
-                    Phase::Retry {
-                        deployment: self.id.clone(),
-                        action_job: record.action_job.clone(),
-                        after: record.seq,
-                        busy: 0,
-                    },
+                self.retry_after(
+                    &record,
                     format!(
                         "Attempt {} could not start ({reason}); retrying ({tries} of {max} start attempts used)",
                         record.attempt
                     ),
-                    None,
-                    record.task_arn.clone(),
                 )
             }
             AfterStartFailure::Exhausted => Err(Failure::Unavailable {
@@ -610,6 +603,21 @@ impl Deployment {
                 record.attempt, self.id
             ))),
         }
+    }
+
+    /// Hands the next job the start of the attempt after `failed`.
+    fn retry_after(&self, failed: &State, summary: String) -> Result<Report, Failure> {
+        in_progress(
+            Phase::Retry {
+                deployment: self.id.clone(),
+                action_job: failed.action_job.clone(),
+                after: failed.seq,
+                busy: 0,
+            },
+            summary,
+            None,
+            failed.task_arn.clone(),
+        )
     }
 
     /// A repeated or late delivery: what the attempt record says, as a
@@ -643,21 +651,12 @@ impl Deployment {
                     ) == AfterStartFailure::Retry
                     && record.job_id == caller.job() =>
             {
-                in_progress(
-                    Phase::Retry {
-                        deployment: self.id.clone(),
-                        action_job: record.action_job.clone(),
-                        after: record.seq,
-                        busy: 0,
-                    },
-                    format!(
-                        "Attempt {} could not start ({}); retrying",
-                        record.attempt,
-                        record.reason.as_deref().unwrap_or("transient")
-                    ),
-                    None,
-                    record.task_arn.clone(),
-                )
+                let reason = record.reason.as_deref().unwrap_or("transient");
+                let summary = format!(
+                    "Attempt {} could not start ({reason}); retrying",
+                    record.attempt
+                );
+                self.retry_after(record, summary)
             }
             (Status::Starting | Status::Running, _) => in_progress(
                 Phase::Resume {
