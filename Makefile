@@ -163,10 +163,8 @@ sim:
 
 # What CI runs of it: 10,000 schedules from a seed that changes per run.
 # KNOWN: violation kinds found and still open, each printed and counted but
-# not failed (issue 21): a timed-out migration that exits 0 during its
-# stopTimeout is run again by a stage retry; a record left `running` when
-# the end could not be recorded (a throttled timeout).
-SIM_KNOWN := ran twice after exiting 0 while stopping;stale record
+# not failed. None today.
+SIM_KNOWN :=
 sim-ci:
 	$(call heading,"sim: 10000 schedules from a fresh seed (make sim SEEDS=1000000 for the full run)")
 	$(CARGO) build --profile sim -p sim

@@ -56,6 +56,25 @@
 //!
 //! Only the attempt a record names releases it ([`release`]); an error path
 //! of another copy never does.
+//!
+//! # Fencing the takeover
+//!
+//! A takeover judges a holder idle from its record's age, while the holder
+//! may be retrying its start (RunTask 5xx, throttled resets) and about to
+//! send RunTask. Two rules keep both from running:
+//!
+//! - **Progress refreshes.** A holder that finds its own record
+//!   [`REFRESH_SECS`] old when it is about to start *creates the next
+//!   record* as itself (`refreshedAt` now). That create competes with a
+//!   takeover for the same number: exactly one wins, and the loser does
+//!   not start (a holder taken over sees [`Acquire::TakenOver`]: its
+//!   unreleased record below someone else's top).
+//! - **RunTask only soon after progress.** The holder sends RunTask only
+//!   within [`RUN_WITHIN_SECS`] of its record's progress time, five minutes
+//!   before a contender may judge it idle. So a contender that judged a
+//!   holder idle listed its tasks at least five minutes after any RunTask
+//!   the holder sent under that record (a call lasts at most 40 s): that
+//!   task is listed, and the holder is alive.
 
 use aws_sdk_ssm::Client as Ssm;
 use serde::{Deserialize, Serialize};
@@ -69,6 +88,11 @@ use crate::task::{self, TaskView};
 /// How long a holder without a visible task may make no progress before
 /// ECS is asked whether it started anything.
 pub const NO_PROGRESS_SECS: u64 = 15 * 60;
+/// A holder whose record is this old refreshes it before RunTask.
+const REFRESH_SECS: u64 = 5 * 60;
+/// A holder sends RunTask only this long after its record showed progress:
+/// five minutes before anyone may judge it idle (see "Fencing" above).
+pub const RUN_WITHIN_SECS: u64 = 10 * 60;
 /// History records younger than this are kept (see the module docs).
 const HISTORY_KEPT_SECS: u64 = 3600;
 
@@ -88,13 +112,22 @@ pub struct Holder {
     /// Where its task runs.
     #[serde(default)]
     pub cluster: String,
-    /// Epoch seconds.
+    /// Epoch seconds: when the attempt took the lock.
     pub acquired_at: u64,
+    /// Epoch seconds: when it last showed progress by refreshing its
+    /// record (see "Fencing" above); absent: `acquired_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<u64>,
     #[serde(default)]
     pub released: bool,
 }
 
 impl Holder {
+    /// When the holder last made progress.
+    pub fn progress_at(&self) -> u64 {
+        self.refreshed_at.unwrap_or(self.acquired_at)
+    }
+
     fn same_attempt(&self, other: &Holder) -> bool {
         self.state_parameter == other.state_parameter
             && self.seq == other.seq
@@ -105,17 +138,24 @@ impl Holder {
 /// The result of trying to take the lock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Acquire {
-    /// We hold it (freshly, or already).
-    Held,
+    /// We hold it (freshly, or already), by a record showing progress at
+    /// `since` (epoch seconds): RunTask may be sent until
+    /// `since + RUN_WITHIN_SECS`.
+    Held { since: u64 },
     /// Another live attempt holds it (`None`: a contender we lost a race
     /// to, not seen yet).
     Busy(Option<Holder>),
+    /// This attempt held the lock and a contender took it over (its start
+    /// made no progress for [`NO_PROGRESS_SECS`]): the contender recorded
+    /// the attempt's end, and the attempt must not start.
+    TakenOver,
 }
 
 /// What the top record means, before any further AWS call.
 #[derive(Debug, Clone, PartialEq)]
 enum Top {
-    Mine,
+    /// Ours, showing progress at this time.
+    Mine(u64),
     Free,
     /// Held by another attempt: judge its liveness.
     Other(Holder),
@@ -125,9 +165,21 @@ fn judge(top: Option<&Holder>, me: &Holder) -> Top {
     match top {
         None => Top::Free,
         Some(h) if h.released => Top::Free,
-        Some(h) if h.same_attempt(me) => Top::Mine,
+        Some(h) if h.same_attempt(me) => Top::Mine(h.progress_at()),
         Some(h) => Top::Other(h.clone()),
     }
+}
+
+/// Whether `me` held the lock before and lost it: an unreleased record of
+/// its attempt below a top that is not its own. Pure.
+fn taken_over(records: &[(u64, Holder)], me: &Holder) -> bool {
+    let Some(((_, top), history)) = records.split_last() else {
+        return false;
+    };
+    let ended = records
+        .iter()
+        .any(|(_, h)| h.same_attempt(me) && h.released);
+    !top.same_attempt(me) && !ended && history.iter().any(|(_, h)| h.same_attempt(me))
 }
 
 /// Whether a holder may still be migrating.
@@ -158,7 +210,7 @@ pub fn liveness(holder: &Holder, fact: &TaskFact, now: u64) -> Liveness {
             Liveness::Stale(Some(t.clone()))
         }
         TaskFact::Seen(_) | TaskFact::Listed(Some(_)) | TaskFact::Unknown => Liveness::Alive,
-        TaskFact::Listed(None) if now.saturating_sub(holder.acquired_at) < NO_PROGRESS_SECS => {
+        TaskFact::Listed(None) if now.saturating_sub(holder.progress_at()) < NO_PROGRESS_SECS => {
             Liveness::Alive
         }
         TaskFact::Listed(None) => Liveness::Stale(None),
@@ -178,8 +230,24 @@ pub async fn acquire(
         Some((n, holder)) => (*n, Some(holder)),
         None => (0, None),
     };
+    if taken_over(&records, me) {
+        return Ok(Acquire::TakenOver);
+    }
+    let now = me.acquired_at;
+    let mut next = me.clone();
     match judge(top, me) {
-        Top::Mine => return Ok(Acquire::Held),
+        Top::Mine(since) if now.saturating_sub(since) < REFRESH_SECS => {
+            return Ok(Acquire::Held { since });
+        }
+        Top::Mine(_) => {
+            // Progress: the next record, as ourselves. It competes with a
+            // contender's takeover for the same number: one of them wins.
+            next = Holder {
+                acquired_at: top.map_or(now, |h| h.acquired_at),
+                refreshed_at: Some(now),
+                ..me.clone()
+            };
+        }
         Top::Free => {}
         Top::Other(holder) => {
             let fact = task_fact(clients, &holder, me.acquired_at).await?;
@@ -199,15 +267,18 @@ pub async fn acquire(
             }
         }
     }
-    let value = serde_json::to_string(me).expect("holder serialises");
+    let value = serde_json::to_string(&next).expect("holder serialises");
     if state::put(ssm, &record_name(name, top_number + 1), &value, false).await? {
-        clean_history(ssm, name, &records, me.acquired_at).await;
-        return Ok(Acquire::Held);
+        clean_history(ssm, name, &records, now).await;
+        return Ok(Acquire::Held { since: now });
     }
     // Lost the race: name the winner (or find it is another copy of us).
     let records = list(ssm, name).await?;
+    if taken_over(&records, me) {
+        return Ok(Acquire::TakenOver);
+    }
     match records.last().map(|(_, h)| judge(Some(h), me)) {
-        Some(Top::Mine) => Ok(Acquire::Held),
+        Some(Top::Mine(since)) => Ok(Acquire::Held { since }),
         Some(Top::Other(winner)) => Ok(Acquire::Busy(Some(winner))),
         _ => Ok(Acquire::Busy(None)),
     }
@@ -223,7 +294,7 @@ async fn task_fact(clients: &Clients, holder: &Holder, now: u64) -> Result<TaskF
     {
         return Ok(TaskFact::Seen(view));
     }
-    if now.saturating_sub(holder.acquired_at) < NO_PROGRESS_SECS {
+    if now.saturating_sub(holder.progress_at()) < NO_PROGRESS_SECS {
         return Ok(TaskFact::Unknown);
     }
     let since = holder.acquired_at.saturating_sub(60) as f64;
@@ -247,10 +318,9 @@ async fn record_outcome(
     let Some(record) = state::read(ssm, state_parameter, seq).await? else {
         return Ok(());
     };
-    if record.status.is_final() {
+    let Some(done) = settled(&record, task, &crate::job::rfc3339_secs(now)) else {
         return Ok(());
-    }
-    let done = outcome_of(&record, task, &crate::job::rfc3339_secs(now));
+    };
     // The summary first: the record is the truth, and while it still says
     // running, whoever comes next (a redelivery, another contender) records
     // both again — the summary is never left behind by a crash in between.
@@ -270,6 +340,31 @@ pub async fn record_stopped(
 ) -> Result<(), Failure> {
     let now = crate::clock::epoch_secs(crate::clock::now());
     record_outcome(clients, state_parameter, seq, Some(task), now).await
+}
+
+/// What an attempt's record becomes once ECS says how its task ended (or
+/// that it started none); `None` when the record already says it. A
+/// record failed before its task's end was seen (a timeout: the task was
+/// told to stop) whose task then exited 0 during its `stopTimeout` becomes
+/// `succeeded`: ECS's facts decide, and the migration must not run again.
+/// Pure.
+pub fn settled(record: &State, task: Option<&TaskView>, now: &str) -> Option<State> {
+    if !record.status.is_final() {
+        return Some(outcome_of(record, task, now));
+    }
+    let task = task?;
+    let unseen_end = record.status == Status::Failed
+        && record.exit_code.is_none()
+        && record.task_arn.as_deref() == Some(task.arn.as_str());
+    let done = outcome_of(record, Some(task), now);
+    (unseen_end && done.status == Status::Succeeded && done.exit_code == Some(0)).then(|| State {
+        failure_class: None,
+        reason: Some(format!(
+            "exited 0 after it was told to stop ({})",
+            record.reason.as_deref().unwrap_or("stopped")
+        )),
+        ..done
+    })
 }
 
 /// The final record of an attempt from its stopped task (or from the proof
@@ -318,15 +413,18 @@ pub async fn release(
     state_parameter: &str,
     seq: u64,
 ) -> Result<(), Failure> {
-    for (n, holder) in list(ssm, name).await? {
-        if holder.state_parameter == state_parameter && holder.seq == seq && !holder.released {
-            let released = Holder {
-                released: true,
-                ..holder
-            };
-            let value = serde_json::to_string(&released).expect("holder serialises");
-            state::put(ssm, &record_name(name, n), &value, true).await?;
-        }
+    // Only the top record is the lock; the ones below are history.
+    if let Some((n, holder)) = list(ssm, name).await?.pop()
+        && holder.state_parameter == state_parameter
+        && holder.seq == seq
+        && !holder.released
+    {
+        let released = Holder {
+            released: true,
+            ..holder
+        };
+        let value = serde_json::to_string(&released).expect("holder serialises");
+        state::put(ssm, &record_name(name, n), &value, true).await?;
     }
     Ok(())
 }
@@ -373,6 +471,7 @@ mod tests {
             attempt: 1,
             cluster: "c".into(),
             acquired_at,
+            refreshed_at: None,
             released,
         }
     }
@@ -389,7 +488,12 @@ mod tests {
     fn judging_the_top_record() {
         let me = holder("me", 5, 100, false);
         assert_eq!(judge(None, &me), Top::Free);
-        assert_eq!(judge(Some(&holder("me", 5, 1, false)), &me), Top::Mine);
+        assert_eq!(judge(Some(&holder("me", 5, 1, false)), &me), Top::Mine(1));
+        let refreshed = Holder {
+            refreshed_at: Some(90),
+            ..holder("me", 5, 1, false)
+        };
+        assert_eq!(judge(Some(&refreshed), &me), Top::Mine(90));
         assert_eq!(judge(Some(&holder("x", 2, 1, true)), &me), Top::Free);
         // The same deployment's earlier attempt is another holder.
         assert_eq!(
@@ -444,6 +548,37 @@ mod tests {
         for (fact, now, expected) in cases {
             assert_eq!(liveness(&h, &fact, now), expected, "{fact:?} at {now}");
         }
+        // Progress is measured from the last refresh.
+        let refreshed = Holder {
+            refreshed_at: Some(1_000 + 600),
+            ..h
+        };
+        assert_eq!(
+            liveness(&refreshed, &TaskFact::Listed(None), old),
+            Liveness::Alive
+        );
+    }
+
+    #[test]
+    fn a_holder_taken_over_knows_it() {
+        let me = holder("me", 5, 100, false);
+        let other = holder("x", 2, 200, false);
+        let records = |hs: &[Holder]| -> Vec<(u64, Holder)> {
+            hs.iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, h)| (i as u64 + 1, h))
+                .collect()
+        };
+        // Below someone else's top, never released: taken over.
+        assert!(taken_over(&records(&[me.clone(), other.clone()]), &me));
+        // Ours on top (refreshed), or never ours: not.
+        assert!(!taken_over(&records(&[me.clone(), me.clone()]), &me));
+        assert!(!taken_over(&records(&[other.clone()]), &me));
+        assert!(!taken_over(&[], &me));
+        // Released by ourselves once done, then someone else's: not.
+        let released = holder("me", 5, 100, true);
+        assert!(!taken_over(&records(&[me.clone(), released, other]), &me));
     }
 
     #[test]
@@ -471,6 +606,52 @@ mod tests {
         let abandoned = outcome_of(&record, None, "t");
         assert_eq!(abandoned.status, Status::Failed);
         assert!(abandoned.reason.unwrap().contains("abandoned"));
+    }
+
+    #[test]
+    fn a_timed_out_attempt_whose_task_exited_0_is_settled_as_succeeded() {
+        let exited = |code: i32| {
+            let mut t = task("STOPPED");
+            t.stop_code = Some("EssentialContainerExited".into());
+            t.containers.insert(
+                "app".into(),
+                task::ContainerView {
+                    exit_code: Some(code),
+                    reason: None,
+                },
+            );
+            t
+        };
+        let running = State {
+            container: Some("app".into()),
+            task_arn: Some(task("STOPPED").arn),
+            ..state::tests_support::record("d", 3, Status::Running)
+        };
+        let timed_out = running.failed(FailureClass::Permanent, "timed out after 1m", "t0");
+        let settled_as = |record: &State, t: Option<&TaskView>| {
+            settled(record, t, "t1").map(|r| (r.status, r.exit_code))
+        };
+        // Unfinished: always settled from the task.
+        assert_eq!(
+            settled_as(&running, Some(&exited(0))),
+            Some((Status::Succeeded, Some(0)))
+        );
+        // Timed out, then exited 0 while stopping: ECS's answer wins.
+        let done = settled(&timed_out, Some(&exited(0)), "t1").unwrap();
+        assert_eq!((done.status, done.failure_class), (Status::Succeeded, None));
+        assert!(done.reason.unwrap().contains("timed out after 1m"));
+        // Timed out and killed, or no task seen: the failure stands.
+        assert_eq!(settled_as(&timed_out, Some(&exited(137))), None);
+        assert_eq!(settled_as(&timed_out, None), None);
+        // A failure whose exit code was seen is never rewritten.
+        let failed = running.finished(Status::Failed, Some(2), Some(FailureClass::Permanent), "t0");
+        assert_eq!(settled_as(&failed, Some(&exited(0))), None);
+        // Nor one about another task.
+        let other = State {
+            task_arn: Some("arn:aws:ecs:r:1:task/c/other".into()),
+            ..timed_out.clone()
+        };
+        assert_eq!(settled_as(&other, Some(&exited(0))), None);
     }
 
     #[test]

@@ -34,11 +34,18 @@
 //! an attempt needs a claim, and a claim needs the latest record to say that
 //! this caller may start the next one ([`crate::job::plan`]).
 //!
-//! Old records are deleted by the next claim: a record of a deployment that
-//! is no longer the latest, beyond the newest [`KEEP`] records, goes (with
-//! its reset and rerun claims). The deployments those records named stay
-//! known through the latest record's `recent` list, so a very late job of
-//! one of them is still recognised as superseded.
+//! Old records are deleted by the next claim: beyond the newest [`KEEP`]
+//! records, a record of a deployment that is no longer the latest goes (with
+//! its claims), and so does a finished record of the latest deployment once
+//! no late copy of its jobs can arrive ([`LATE_DELIVERY_SECS`]; a constant
+//! `deployment` or `rerun: "always"` makes many). The deployments those
+//! records named stay known through the latest record's `recent` list, so a
+//! very late job of one of them is still recognised as superseded.
+//!
+//! So one state parameter keeps, at rest: the summary, at most [`KEEP`]
+//! attempt records (plus those of the last [`LATE_DELIVERY_SECS`] before
+//! the last claim) with at most five claims each, and the roll claims of
+//! the action runs of the last [`LATE_DELIVERY_SECS`] before the last roll.
 
 use std::collections::BTreeMap;
 
@@ -389,27 +396,46 @@ pub async fn claimed(
         .is_some())
 }
 
-/// The records a new claim may delete: of deployments other than the latest,
-/// beyond the newest [`KEEP`]. Pure, so the rule is tested on its own.
-pub fn expired(records: &[State]) -> Vec<u64> {
+/// The records a new claim may delete at `now` (epoch seconds), beyond the
+/// newest [`KEEP`]: those of deployments other than the latest, and the
+/// latest's finished ones that no late delivery can still ask for. Pure, so
+/// the rule is tested on its own.
+pub fn expired(records: &[State], now: u64) -> Vec<u64> {
     let Some(top) = records.last() else {
         return Vec::new();
     };
     let keep_from = records.len().saturating_sub(KEEP);
+    let cutoff = now.saturating_sub(LATE_DELIVERY_SECS);
+    let done_long_ago = |r: &State| {
+        r.status.is_final()
+            && epoch_of(r.finished_at.as_deref().or(r.started_at.as_deref()))
+                .is_some_and(|t| t < cutoff)
+    };
     records
         .iter()
         .enumerate()
-        .filter(|(i, r)| *i < keep_from && r.deployment != top.deployment)
+        .filter(|(i, r)| *i < keep_from && (r.deployment != top.deployment || done_long_ago(r)))
         .map(|(_, r)| r.seq)
         .collect()
 }
 
-/// Deletes the records [`expired`] names, with their claims. Best effort:
-/// clutter must never fail a deployment.
+/// Epoch seconds of an RFC 3339 time we wrote.
+pub fn epoch_of(time: Option<&str>) -> Option<u64> {
+    let time = time?;
+    let parsed =
+        aws_smithy_types::DateTime::from_str(time, aws_smithy_types::date_time::Format::DateTime);
+    Some(parsed.ok()?.secs().max(0) as u64)
+}
+
+/// Deletes the records [`expired`] names, with their claims (and the
+/// registration takeover claims of those that registered a revision).
+/// Best effort: clutter must never fail a deployment.
 pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
-    let names: Vec<String> = expired(records)
-        .into_iter()
-        .flat_map(|seq| {
+    let now = crate::clock::epoch_secs(crate::clock::now());
+    let expired = expired(records, now);
+    let mut names: Vec<String> = expired
+        .iter()
+        .flat_map(|&seq| {
             [
                 attempt_name(state_parameter, seq),
                 claim_name(state_parameter, Claim::Reset, seq),
@@ -422,10 +448,31 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
     if names.is_empty() {
         return;
     }
+    let registered = records
+        .iter()
+        .any(|r| expired.contains(&r.seq) && r.image_set.is_some());
+    if registered {
+        // Takeover claims (`<claim>-t<k>`) are named by age: listed.
+        let prefix = format!("{state_parameter}/register");
+        match children(ssm, &prefix).await {
+            Ok(claims) => names.extend(claims.into_iter().map(|(name, _)| name).filter(|name| {
+                expired.iter().any(|&seq| {
+                    name.starts_with(&claim_name(state_parameter, Claim::Register, seq))
+                })
+            })),
+            Err(e) => tracing::warn!(error = %e, "could not list old registration claims"),
+        }
+    }
     delete(ssm, &names).await;
-    // Roll claims belong to action runs, not attempts: those older than any
-    // delivery that could still arrive go with the expired attempts.
-    let cutoff = crate::clock::epoch_secs(crate::clock::now()).saturating_sub(ROLL_CLAIM_TTL_SECS);
+    clean_roll_claims(ssm, state_parameter, now).await;
+}
+
+/// Deletes roll claims older than any delivery that could still arrive.
+/// Roll claims belong to action runs, not attempts: called by the next
+/// claim and by each roll, so they never pile up whatever the pattern of
+/// use.
+pub async fn clean_roll_claims(ssm: &Client, state_parameter: &str, now: u64) {
+    let cutoff = now.saturating_sub(LATE_DELIVERY_SECS);
     match children(ssm, &format!("{state_parameter}/roll")).await {
         Ok(claims) => {
             let old: Vec<String> = claims
@@ -439,9 +486,10 @@ pub async fn clean_up(ssm: &Client, state_parameter: &str, records: &[State]) {
     }
 }
 
-/// How long a roll claim is kept: Lambda may deliver an event again up to
-/// 6 h later, and a run's later jobs came up to an hour after its claims.
-const ROLL_CLAIM_TTL_SECS: u64 = 7 * 3600;
+/// How long what a delivery may still ask for is kept: Lambda may deliver
+/// an event again up to 6 h later, and a run's later jobs came up to an
+/// hour after its first.
+pub const LATE_DELIVERY_SECS: u64 = 7 * 3600;
 
 /// `DeleteParameters` in chunks of ten, best effort (missing names are fine).
 pub async fn delete(ssm: &Client, names: &[String]) {
@@ -566,13 +614,22 @@ mod tests {
         let mut records: Vec<State> = (1..=10)
             .map(|seq| record(&format!("d{seq}"), seq, Status::Succeeded))
             .collect();
-        assert_eq!(expired(&records), vec![1, 2, 3, 4]);
-        // The latest deployment's own records stay, however many.
+        let now = 100_000;
+        assert_eq!(expired(&records, now), vec![1, 2, 3, 4]);
+        // The latest deployment's own records stay while a late copy of
+        // their jobs may still come…
         for r in records.iter_mut().skip(2) {
             r.deployment = "d10".into();
+            r.finished_at = Some("1970-01-02T03:46:40Z".into()); // now
         }
-        assert_eq!(expired(&records), vec![1, 2]);
-        assert!(expired(&[]).is_empty());
+        assert_eq!(expired(&records, now), vec![1, 2]);
+        // …and go once none can (finished over 7 h ago), but never the
+        // newest KEEP nor an unfinished one.
+        let later = now + LATE_DELIVERY_SECS + 1;
+        records[2].status = Status::Running;
+        assert_eq!(expired(&records, later), vec![1, 2, 4]);
+        assert!(expired(&[], now).is_empty());
+        assert_eq!(epoch_of(Some("1970-01-02T03:46:40Z")), Some(now));
     }
 
     #[test]

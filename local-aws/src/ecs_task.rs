@@ -182,6 +182,17 @@ impl Task {
             (Some(_), Some(_)) => true,
             (Some(_), None) => observed,
         };
+        // A task whose own end came before its stop timeout ran out
+        // finished by itself (a migration that exits 0 while stopping),
+        // however late this look is.
+        let ended_first = match (&self.stop_requested, self.outcome.step_millis) {
+            (Some((_, _, at)), Some(ms)) if ms > 0 && !delay.is_zero() => {
+                let end = Duration::from_millis(ms * self.outcome.timeline.len() as u64);
+                self.created_instant + end <= *at + delay
+            }
+            _ => false,
+        };
+        let stop_due = stop_due && !ended_first;
         if stop_due {
             let reason = self
                 .stop_requested

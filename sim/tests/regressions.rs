@@ -192,3 +192,63 @@ fn a_fast_rollback_and_a_stuck_roll_both_fail() {
         assert!(*jobs < 200, "{rollout}: {jobs} jobs");
     }
 }
+
+/// Issue 21 (found by the simulator, kind "ran twice after exiting 0 while
+/// stopping", first at seed 2000259 of main): the migration times out, is
+/// told to stop and exits 0 during its stopTimeout; the operator's stage
+/// retry must find that it applied, not run it again — also when the
+/// invocation that found it out dies right after taking the lock over.
+#[test]
+fn a_timed_out_migration_that_exits_0_while_stopping_is_not_run_again() {
+    for crash in [false, true] {
+        let (seed, mut plan) =
+            schedule(|p| !p.families[0].rerun_always && family_zero_only(p, 1), 1);
+        let timeout = plan.families[0].timeout;
+        plan.scenario.tasks[0] = local_aws::TaskOutcome {
+            step_millis: Some(timeout * 500 + 10_000),
+            stop_delay_millis: 60_000,
+            ..local_aws::TaskOutcome::default()
+        };
+        plan.delivery.operator_retry = 1.0;
+        plan.delivery.operator_rerun = 0.0;
+        if crash {
+            plan.scripted = vec![Scripted {
+                operation: "PutParameter",
+                containing: "lock/0000000002",
+                nth: 1,
+                fate: Fate::CrashAfter,
+            }];
+        }
+        let outcome = run(seed, plan, "operator retries the stage");
+        let story = outcome.timeline.clone().unwrap_or_default();
+        let run_tasks = story.lines().filter(|l| l.contains("RunTask ")).count();
+        assert_eq!(run_tasks, 1, "crash {crash}:\n{story}");
+        if crash {
+            assert!(story.contains("then the caller crashed"), "{story}");
+        }
+    }
+}
+
+/// Issue 21 (kind "stale record"): the timeout's record is throttled
+/// through every SDK retry; the timeout is reported only once it is
+/// recorded, so the record does not say `running` at rest.
+#[test]
+fn a_timeout_is_recorded_before_it_is_reported() {
+    let (seed, mut plan) = schedule(|p| family_zero_only(p, 1), 1);
+    let timeout = plan.families[0].timeout;
+    plan.scenario.tasks[0] = local_aws::TaskOutcome {
+        step_millis: Some(timeout * 500 + 10_000),
+        ..local_aws::TaskOutcome::default()
+    };
+    // The record and the summary are written together: five SDK attempts each.
+    plan.scripted = (1..=10)
+        .map(|nth| Scripted {
+            operation: "PutParameter",
+            containing: "timed out",
+            nth,
+            fate: Fate::Throttled,
+        })
+        .collect();
+    let outcome = run(seed, plan, "timed out");
+    assert_eq!(outcome.runs[0].1, End::Failed, "{:?}", outcome.runs);
+}

@@ -21,7 +21,7 @@
 //!   records and finds the winner's claim.
 
 use crate::config::Rerun;
-use crate::state::{State, Status, deployment_key};
+use crate::state::{FailureClass, State, Status, deployment_key};
 
 /// The job asking to start (or resume) an attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +92,12 @@ pub enum StartPlan {
     },
     /// A continuation whose attempt record is gone (deleted by hand).
     Lost,
+    /// The first delivery of a job that would claim the next attempt after
+    /// an earlier action run's: a stage retry or rerun — or a late copy of
+    /// a job that adopted that run's attempt (adopting leaves no record of
+    /// its own). It hands back a continuation first: CodePipeline refuses
+    /// a late copy's report, and only a live job's continuation claims.
+    Confirm,
 }
 
 /// Decides what `caller` does for `deployment`, given the attempt records
@@ -159,11 +165,13 @@ pub fn plan_start(records: &[State], deployment: &str, caller: Caller, rerun: Re
         return claim(top.seq + 1, 1, 0, 1, None);
     }
     match caller {
-        Caller::First { .. } => {
+        Caller::First { action_job, job } => {
             if !top.status.is_final() {
                 StartPlan::Resume(top.clone())
             } else if top.status == Status::Succeeded && rerun == Rerun::Once {
                 StartPlan::AlreadySucceeded(top.clone())
+            } else if action_job == job {
+                StartPlan::Confirm
             } else {
                 let rerun_of = top.failed_transiently().then_some(top.seq);
                 claim(top.seq + 1, top.attempt + 1, top.reruns, 1, rerun_of)
@@ -185,6 +193,44 @@ pub fn plan_start(records: &[State], deployment: &str, caller: Caller, rerun: Re
             }
         }
         Caller::Resume { .. } => unreachable!("handled above"),
+    }
+}
+
+/// What must be known of this deployment's earlier attempts before
+/// `record`'s RunTask.
+#[derive(Debug, PartialEq)]
+pub enum Before<'r> {
+    /// Nothing: it runs.
+    Run,
+    /// The attempt just before it failed before its task's end was seen (it
+    /// timed out: its task was told to stop and may still be stopping, or
+    /// may have exited 0 meanwhile). ECS must say how it ended.
+    Unseen(&'r State),
+    /// An earlier attempt succeeded (`rerun: once`; found so by an earlier
+    /// look at a timed-out attempt that exited 0): it does not run.
+    Applied(&'r State),
+}
+
+/// Decides [`Before`] for `record` over the attempt records. Pure.
+pub fn before_run<'r>(records: &'r [State], record: &State, rerun: Rerun) -> Before<'r> {
+    let mut earlier = records
+        .iter()
+        .rev()
+        .filter(|r| r.deployment == record.deployment && r.seq < record.seq);
+    if rerun == Rerun::Once
+        && let Some(done) = earlier.clone().find(|r| r.status == Status::Succeeded)
+    {
+        return Before::Applied(done);
+    }
+    match earlier.find(|r| r.task_arn.is_some()) {
+        Some(r)
+            if r.status == Status::Failed
+                && r.exit_code.is_none()
+                && r.failure_class != Some(FailureClass::Transient) =>
+        {
+            Before::Unseen(r)
+        }
+        _ => Before::Run,
     }
 }
 
@@ -226,6 +272,11 @@ mod tests {
             action_job: "j9",
             job: "j9",
         };
+        // The stage retry's job once it confirmed it is live.
+        let confirmed = Caller::First {
+            action_job: "j9",
+            job: "j10",
+        };
         let d_ok = rec("d", 1, Succeeded, "j1", "j1");
         let d_failed = rec("d", 1, Failed, "j1", "j1");
         let d_transient = transient(rec("d", 1, Failed, "j1", "j1"));
@@ -252,23 +303,39 @@ mod tests {
                 StartPlan::AlreadySucceeded(d_ok.clone()),
             ),
             (
-                "rerun always: the next attempt",
+                "rerun always: confirm first",
                 vec![d_ok.clone()],
                 first,
+                Rerun::Always,
+                StartPlan::Confirm,
+            ),
+            (
+                "rerun always: the next attempt",
+                vec![d_ok.clone()],
+                confirmed,
                 Rerun::Always,
                 claim(2, 2, 0, 1, None),
             ),
             (
-                "stage retry after a failure",
+                // Or a late copy of a job that adopted attempt 1: only a
+                // live job's continuation claims.
+                "stage retry after a failure: confirm first",
                 vec![d_failed.clone()],
                 first,
+                once,
+                StartPlan::Confirm,
+            ),
+            (
+                "stage retry after a failure",
+                vec![d_failed.clone()],
+                confirmed,
                 once,
                 claim(2, 2, 0, 1, None),
             ),
             (
                 "stage retry after a transient failure may be a rerun",
                 vec![d_transient.clone()],
-                first,
+                confirmed,
                 once,
                 claim(2, 2, 0, 1, Some(1)),
             ),
@@ -406,5 +473,45 @@ mod tests {
         for (name, records, caller, rerun, expected) in cases {
             assert_eq!(plan_start(&records, "d", caller, rerun), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn before_an_attempt_runs_the_one_before_must_have_ended() {
+        use Status::*;
+        let with_task = |seq, status| State {
+            task_arn: Some(format!("arn:task/{seq}")),
+            ..record("d", seq, status)
+        };
+        let timed_out = with_task(1, Failed).failed(FailureClass::Permanent, "timed out", "t");
+        let exited = with_task(1, Failed).finished(Failed, Some(1), None, "t");
+        let start_failure =
+            with_task(1, Failed).failed(FailureClass::Transient, "RESOURCE:MEMORY", "t");
+        let applied = with_task(1, Succeeded).finished(Succeeded, Some(0), None, "t");
+        let next = record("d", 3, Starting);
+        let other = State {
+            deployment: "e".into(),
+            ..with_task(2, Failed).failed(FailureClass::Permanent, "timed out", "t")
+        };
+        let once = Rerun::Once;
+        let before = |records: &[State], rerun| match before_run(records, &next, rerun) {
+            Before::Run => "run",
+            Before::Unseen(r) if r.seq == 1 => "unseen 1",
+            Before::Applied(r) if r.seq == 1 => "applied by 1",
+            _ => "other",
+        };
+        assert_eq!(
+            before(&[timed_out.clone(), other.clone()], once),
+            "unseen 1"
+        );
+        assert_eq!(before(&[exited], once), "run");
+        assert_eq!(before(&[start_failure], once), "run");
+        assert_eq!(before(&[other], once), "run");
+        assert_eq!(before(&[applied.clone()], once), "applied by 1");
+        assert_eq!(before(&[applied], Rerun::Always), "run");
+        // Still stopping matters with `rerun: always` too.
+        assert_eq!(before(&[timed_out.clone()], Rerun::Always), "unseen 1");
+        // Only the attempt just before counts.
+        let after = with_task(2, Failed).finished(Failed, Some(1), None, "t");
+        assert_eq!(before(&[timed_out, after], once), "run");
     }
 }

@@ -482,6 +482,9 @@ impl Deployment {
                 ..Rolled::default()
             });
         }
+        // One listing per action run that rolls: the roll claims of runs
+        // no late delivery can ask for go.
+        state::clean_roll_claims(ssm, &config.state_parameter, epoch_secs(now())).await;
         Ok(())
     }
 

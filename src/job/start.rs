@@ -5,17 +5,18 @@ use std::time::Duration;
 
 use tracing::{info, instrument, warn};
 
-use super::plan::{Caller, StartPlan, plan_start};
+use super::plan::{self, Before, Caller, StartPlan, plan_start};
 use super::register::Definition;
 use super::{Deployment, Invocation, epoch_secs, in_progress, now, retry_later, rfc3339, text};
 use crate::artifact;
+use crate::config::Rerun;
 use crate::failure::Failure;
 use crate::lock::{self, Acquire, Holder};
 use crate::outcome::{self, AfterStartFailure};
 use crate::report::Report;
 use crate::revision;
 use crate::state::{self, Claim, FailureClass, State, Status, recent_after};
-use crate::task::{self, Container, NotStarted, Placement};
+use crate::task::{self, Container, NotStarted, Placement, TaskView};
 use crate::token::{Phase, Watch};
 
 /// Tries whose outcome was unknown (RunTask) or that AWS was too busy for,
@@ -28,6 +29,17 @@ use crate::token::{Phase, Watch};
 const MAX_UNKNOWN: u32 = 30;
 /// Claims lost to concurrent contenders before giving up for now.
 const MAX_LOST_CLAIMS: usize = 10;
+
+/// How an earlier attempt whose end was not seen ended (see
+/// [`Deployment::earlier_end`]).
+enum Ended {
+    /// Its task is still stopping.
+    Stopping(String),
+    /// Its task exited 0 (its record as that makes it, and the task).
+    Succeeded(State, TaskView),
+    /// Otherwise: the failure stands.
+    Failed,
+}
 
 /// What a start needs besides the records: gathered in one round trip.
 struct Facts {
@@ -87,7 +99,7 @@ impl Deployment {
                 _ => Ok(None),
             }
         };
-        let read = tokio::try_join!(
+        let (described, placement, records, lock_records, images, legacy) = tokio::join!(
             described,
             task::placement(&clients.ecs, config),
             state::list(&clients.ssm, &config.state_parameter),
@@ -95,9 +107,22 @@ impl Deployment {
             images,
             legacy,
         );
-        let (described, placement, mut records, lock_records, images, legacy) = match read {
-            Ok(facts) => facts,
+        let mut records = match records {
+            Ok(records) => records,
             Err(failure) => return self.not_now(inv, caller, None, unknown, failure).await,
+        };
+        let read = (|| -> Result<_, Failure> {
+            Ok((described?, placement?, lock_records?, images?, legacy?))
+        })();
+        let (described, placement, lock_records, images, legacy) = match read {
+            Ok(facts) => facts,
+            Err(failure) => {
+                let report = self.not_now(inv, caller, None, unknown, failure).await;
+                return match report {
+                    Err(failure) => Err(self.gave_up(inv, caller, &records, failure).await),
+                    busy => busy,
+                };
+            }
         };
         let container = match task::decisive_container(&described.definition, config) {
             Ok(container) => container,
@@ -134,6 +159,12 @@ impl Deployment {
             info!(?plan, "start plan");
             let record = match plan {
                 StartPlan::Report(record) => {
+                    if record.status.is_final() && record.task_arn.is_none() {
+                        // Ended without a task: a crash between its record
+                        // and the release must not hold the lock for the
+                        // 15 minutes of the takeover proof.
+                        self.release_lock(inv, record.seq).await;
+                    }
                     let report = self.report(&record, &container, caller)?;
                     let run = caller.action_job();
                     return self.succeeded(inv, run, &record, &container, report).await;
@@ -160,6 +191,19 @@ impl Deployment {
                         "The attempt record this continuation belongs to is gone from `{}/a/` (deleted by hand, or cleaned up after newer deployments). Retry the stage.",
                         config.state_parameter
                     )));
+                }
+                StartPlan::Confirm => {
+                    let attempt = records.last().map_or(1, |top| top.attempt + 1);
+                    return in_progress(
+                        Phase::Start {
+                            deployment: self.id.clone(),
+                            action_job: caller.action_job().to_owned(),
+                            busy: unknown,
+                        },
+                        format!("Starting attempt {attempt} of deployment {}", self.id),
+                        None,
+                        None,
+                    );
                 }
                 StartPlan::Resume(record) => record,
                 StartPlan::Claim {
@@ -191,25 +235,10 @@ impl Deployment {
                         None => reruns,
                     };
                     let claim = State {
-                        deployment: self.id.clone(),
-                        status: Status::Starting,
-                        attempt,
-                        task_arn: None,
-                        exit_code: None,
-                        failure_class: None,
                         reruns,
-                        started_at: Some(rfc3339(now())),
-                        finished_at: None,
-                        seq,
-                        job_id: caller.job().to_owned(),
-                        action_job: caller.action_job().to_owned(),
                         tries,
                         container: Some(container.name.clone()),
-                        reason: None,
-                        recent: recent_after(records.last(), &self.id),
-                        task_definition: None,
-                        image: None,
-                        image_set: None,
+                        ..self.claim(caller, seq, attempt, &records)
                     };
                     let ssm = &clients.ssm;
                     match state::create(ssm, &config.state_parameter, &claim).await {
@@ -287,6 +316,7 @@ impl Deployment {
                 .or_else(|failure| Ok(Report::failed(&failure, Some(task_arn))));
         }
 
+        let mut lock_since = None;
         if let Some(lock_name) = &config.lock {
             let me = Holder {
                 deployment: self.id.clone(),
@@ -295,10 +325,19 @@ impl Deployment {
                 attempt: record.attempt,
                 cluster: config.cluster.clone(),
                 acquired_at: epoch_secs(now()),
+                refreshed_at: None,
                 released: false,
             };
             match lock::acquire(clients, lock_name, &me, lock_records).await {
-                Ok(Acquire::Held) => {}
+                Ok(Acquire::Held { since }) => lock_since = Some(since),
+                Ok(Acquire::TakenOver) => {
+                    return Err(Failure::Job(format!(
+                        "Attempt {} of deployment {} lost lock {lock_name}: its start made no progress for {} and another deployment took the lock over, recording this attempt as failed. Nothing was started for it; retry the stage.",
+                        record.attempt,
+                        self.id,
+                        outcome::human(lock::NO_PROGRESS_SECS)
+                    )));
+                }
                 Ok(Acquire::Busy(holder)) => {
                     // Waiters poll less the longer they wait: a jittered
                     // pause of up to a quarter of the time waited (1–20 s)
@@ -326,6 +365,52 @@ impl Deployment {
                         .not_now(inv, caller, Some(record.seq), unknown, failure)
                         .await;
                 }
+            }
+        }
+
+        if unknown == 0 {
+            let done = match plan::before_run(&records, &record, config.rerun) {
+                Before::Run => None,
+                Before::Applied(done) => Some((done.clone(), None)),
+                Before::Unseen(earlier) => match self.earlier_end(inv, earlier).await {
+                    Ok(Ended::Stopping(task_arn)) => {
+                        inv.pause(config.wait_seconds, Duration::from_secs(10))
+                            .await;
+                        return in_progress(
+                            resume,
+                            format!(
+                                "Waiting: task {} of attempt {} was told to stop and is still stopping; attempt {} starts when it has stopped",
+                                task::task_id(&task_arn),
+                                earlier.attempt,
+                                record.attempt
+                            ),
+                            None,
+                            None,
+                        );
+                    }
+                    Ok(Ended::Succeeded(done, view)) if config.rerun == Rerun::Once => {
+                        Some((done, Some(view)))
+                    }
+                    Ok(_) => None,
+                    Err(failure) => {
+                        return self
+                            .not_now(inv, caller, Some(record.seq), unknown, failure)
+                            .await;
+                    }
+                },
+            };
+            if let Some((done, view)) = done {
+                return match self.applied(inv, &done, view, &record, top).await {
+                    Ok(applied) => {
+                        let report = text::already_applied(&done, &container);
+                        let run = caller.action_job();
+                        self.succeeded(inv, run, &applied, &container, report).await
+                    }
+                    Err(failure) => {
+                        self.not_now(inv, caller, Some(record.seq), unknown, failure)
+                            .await
+                    }
+                };
             }
         }
 
@@ -383,6 +468,21 @@ impl Deployment {
             return Err(failure);
         }
 
+        // Fenced: RunTask only soon after the lock showed progress (see
+        // `lock`); past that, the next invocation refreshes it first.
+        if let Some(since) = lock_since
+            && epoch_secs(now()).saturating_sub(since) > lock::RUN_WITHIN_SECS
+        {
+            return in_progress(
+                resume,
+                format!(
+                    "Starting attempt {} took long (AWS was slow); refreshing the lock before RunTask",
+                    record.attempt
+                ),
+                None,
+                None,
+            );
+        }
         let client_token = task::client_token(&config.state_parameter, &self.id, record.attempt);
         let ran = task::run(
             &clients.ecs,
@@ -477,6 +577,64 @@ impl Deployment {
                 Err(failure)
             }
         }
+    }
+
+    /// How the attempt before this one, failed before its task's end was
+    /// seen (it timed out), really ended. Its task still stopping holds
+    /// this attempt back (without a lock nothing else would).
+    async fn earlier_end(&self, inv: &Invocation<'_>, earlier: &State) -> Result<Ended, Failure> {
+        let Some(arn) = earlier.task_arn.as_deref() else {
+            return Ok(Ended::Failed);
+        };
+        let Some(view) = task::describe(&inv.clients.ecs, &self.config.cluster, arn).await? else {
+            // Forgotten by ECS (stopped over an hour ago): nothing to learn.
+            return Ok(Ended::Failed);
+        };
+        if view.last_status != "STOPPED" {
+            return Ok(Ended::Stopping(view.arn));
+        }
+        Ok(match lock::settled(earlier, Some(&view), &rfc3339(now())) {
+            Some(done) if done.status == Status::Succeeded => Ended::Succeeded(done, view),
+            _ => Ended::Failed,
+        })
+    }
+
+    /// Ends `record` without running it: attempt `done` of this deployment
+    /// applied the migration (its task exited 0 after it was told to stop;
+    /// `view`, when that is news, records it too). Returns `record` ended.
+    async fn applied(
+        &self,
+        inv: &Invocation<'_>,
+        done: &State,
+        view: Option<TaskView>,
+        record: &State,
+        top: Option<&State>,
+    ) -> Result<State, Failure> {
+        let config = &self.config;
+        let applied = State {
+            status: Status::Succeeded,
+            task_arn: done.task_arn.clone(),
+            exit_code: Some(0),
+            failure_class: None,
+            finished_at: done.finished_at.clone(),
+            reason: Some(format!(
+                "not run: attempt {} (task {}) had applied the migration",
+                done.attempt,
+                task::task_id(done.task_arn.as_deref().unwrap_or_default())
+            )),
+            ..record.clone()
+        };
+        // This attempt's end first: once it says succeeded, nothing of this
+        // deployment runs again, whatever happens to the next write.
+        write_both(inv, &config.state_parameter, &applied, top).await?;
+        if let Some(view) = view
+            && let Err(failure) =
+                lock::record_stopped(inv.clients, &config.state_parameter, done.seq, &view).await
+        {
+            warn!(%failure, seq = done.seq, "could not record how the timed-out attempt ended");
+        }
+        self.release_lock(inv, applied.seq).await;
+        Ok(applied)
     }
 
     /// The pipeline execution was stopped while this attempt had not
@@ -785,6 +943,65 @@ impl Deployment {
         )
     }
 
+    /// The claim of attempt `attempt` as record `seq` by `caller`, after
+    /// `records`.
+    fn claim(&self, caller: Caller<'_>, seq: u64, attempt: u32, records: &[State]) -> State {
+        State {
+            deployment: self.id.clone(),
+            status: Status::Starting,
+            attempt,
+            task_arn: None,
+            exit_code: None,
+            failure_class: None,
+            reruns: 0,
+            started_at: Some(rfc3339(now())),
+            finished_at: None,
+            seq,
+            job_id: caller.job().to_owned(),
+            action_job: caller.action_job().to_owned(),
+            tries: 1,
+            container: None,
+            reason: None,
+            recent: recent_after(records.last(), &self.id),
+            task_definition: None,
+            image: None,
+            image_set: None,
+        }
+    }
+
+    /// The first job of an action run failing for good before it claimed
+    /// anything (a denied or exhausted read): its attempt is claimed as
+    /// failed, so that a late copy of the job (after the IAM fix, hours
+    /// later, after newer deployments) finds it and only reports it, and a
+    /// newer deployment's claim remembers this one as superseded. Best
+    /// effort, returns `failure`.
+    async fn gave_up(
+        &self,
+        inv: &Invocation<'_>,
+        caller: Caller<'_>,
+        records: &[State],
+        failure: Failure,
+    ) -> Failure {
+        let Caller::First { .. } = caller else {
+            return failure;
+        };
+        let StartPlan::Claim { seq, attempt, .. } =
+            plan_start(records, &self.id, caller, self.config.rerun)
+        else {
+            return failure;
+        };
+        let failed = self.claim(caller, seq, attempt, records).failed(
+            FailureClass::Permanent,
+            &failure.to_string(),
+            &rfc3339(now()),
+        );
+        if let Err(e) = state::create(&inv.clients.ssm, &self.config.state_parameter, &failed).await
+        {
+            warn!(error = %e, "could not record the failure before the claim");
+        }
+        failure
+    }
+
     /// The watch of an attempt's task.
     pub(super) fn watch_of(
         &self,
@@ -841,11 +1058,7 @@ impl Deployment {
 
 /// Epoch seconds of an RFC 3339 time we wrote; now when absent.
 fn epoch_of(time: Option<&str>) -> u64 {
-    time.and_then(|t| {
-        aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime).ok()
-    })
-    .map(|t| t.secs().max(0) as u64)
-    .unwrap_or_else(|| epoch_secs(now()))
+    state::epoch_of(time).unwrap_or_else(|| epoch_secs(now()))
 }
 
 /// Writes the attempt record and, at the same time, the summary (unless

@@ -391,24 +391,45 @@ impl Deployment {
                 None,
             );
         }
-        match self.current(inv, watch).await {
+        // Recorded before it is reported: a timeout reported but not
+        // recorded would leave the record `running` with nobody watching.
+        let recorded = match self.current(inv, watch).await {
             Ok((record, summary)) if !record.status.is_final() => {
                 let failed = record.failed(
                     FailureClass::Permanent,
                     &format!("timed out after {limit}"),
                     &rfc3339(now()),
                 );
-                if let Err(failure) =
-                    write_both(inv, &config.state_parameter, &failed, summary.as_ref()).await
-                {
-                    warn!(%failure, "could not record the timeout; the lock's next contender records the outcome");
-                }
+                write_both(inv, &config.state_parameter, &failed, summary.as_ref()).await
             }
-            Ok(_) => {}
-            Err(failure) => {
-                warn!(%failure, "could not record the timeout; the lock's next contender records the outcome")
-            }
+            Ok(_) => Ok(()),
+            Err(failure) => Err(failure),
+        };
+        if let Err(failure) = recorded {
+            let Some(why) = retry_later(&failure) else {
+                warn!(%failure, "could not record the timeout; the lock's next contender records the outcome");
+                return self.timeout_failure(inv, watch, elapsed).await;
+            };
+            return self.still(
+                watch,
+                format!(
+                    "Timed out; task {} was told to stop, recording that ({why}), trying again shortly",
+                    task::task_id(&watch.task_arn)
+                ),
+                None,
+            );
         }
+        self.timeout_failure(inv, watch, elapsed).await
+    }
+
+    /// The timeout's failure, with the migration's last lines.
+    async fn timeout_failure(
+        &self,
+        inv: &Invocation<'_>,
+        watch: &Watch,
+        elapsed: u64,
+    ) -> Result<Report, Failure> {
+        let config = &self.config;
         let container = Container {
             name: watch.container.clone(),
             logs: watch.logs.clone(),
