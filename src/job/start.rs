@@ -36,7 +36,7 @@ enum Ended {
     /// Its task is still stopping.
     Stopping(String),
     /// Its task exited 0 (its record as that makes it, and the task).
-    Succeeded(State, TaskView),
+    Succeeded(Box<(State, TaskView)>),
     /// Otherwise: the failure stands.
     Failed,
 }
@@ -388,7 +388,8 @@ impl Deployment {
                             None,
                         );
                     }
-                    Ok(Ended::Succeeded(done, view)) if config.rerun == Rerun::Once => {
+                    Ok(Ended::Succeeded(found)) if config.rerun == Rerun::Once => {
+                        let (done, view) = *found;
                         Some((done, Some(view)))
                     }
                     Ok(_) => None,
@@ -594,7 +595,9 @@ impl Deployment {
             return Ok(Ended::Stopping(view.arn));
         }
         Ok(match lock::settled(earlier, Some(&view), &rfc3339(now())) {
-            Some(done) if done.status == Status::Succeeded => Ended::Succeeded(done, view),
+            Some(done) if done.status == Status::Succeeded => {
+                Ended::Succeeded(Box::new((done, view)))
+            }
             _ => Ended::Failed,
         })
     }
