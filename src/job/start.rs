@@ -270,7 +270,8 @@ impl Deployment {
                 lock_records,
                 records,
             };
-            return self.go(inv, caller, record, facts, unknown).await;
+            // Boxed: the start future is deep (debug builds run out of stack).
+            return Box::pin(self.go(inv, caller, record, facts, unknown)).await;
         }
         let lost = Failure::Unavailable {
             api: "ssm:PutParameter",
