@@ -234,24 +234,21 @@ pub async fn acquire(
         return Ok(Acquire::TakenOver);
     }
     let now = me.acquired_at;
-    let mut next = me.clone();
-    match judge(top, me) {
+    let next = match judge(top, me) {
         Top::Mine(since) if now.saturating_sub(since) < REFRESH_SECS => {
             return Ok(Acquire::Held { since });
         }
-        Top::Mine(_) => {
-            // Progress: the next record, as ourselves. It competes with a
-            // contender's takeover for the same number: one of them wins.
-            next = Holder {
-                acquired_at: top.map_or(now, |h| h.acquired_at),
-                refreshed_at: Some(now),
-                ..me.clone()
-            };
-        }
-        Top::Free => {}
+        // Progress: the next record, as ourselves. It competes with a
+        // contender's takeover for the same number: one of them wins.
+        Top::Mine(_) => Holder {
+            acquired_at: top.map_or(now, |h| h.acquired_at),
+            refreshed_at: Some(now),
+            ..me.clone()
+        },
+        Top::Free => me.clone(),
         Top::Other(holder) => {
-            let fact = task_fact(clients, &holder, me.acquired_at).await?;
-            match liveness(&holder, &fact, me.acquired_at) {
+            let fact = task_fact(clients, &holder, now).await?;
+            match liveness(&holder, &fact, now) {
                 Liveness::Alive => return Ok(Acquire::Busy(Some(holder))),
                 Liveness::Stale(task) => {
                     tracing::warn!(lock = name, holder = %holder.deployment, seq = holder.seq, "taking over a stale lock");
@@ -260,13 +257,14 @@ pub async fn acquire(
                         &holder.state_parameter,
                         holder.seq,
                         task.as_ref(),
-                        me.acquired_at,
+                        now,
                     )
                     .await?;
+                    me.clone()
                 }
             }
         }
-    }
+    };
     let value = serde_json::to_string(&next).expect("holder serialises");
     if state::put(ssm, &record_name(name, top_number + 1), &value, false).await? {
         clean_history(ssm, name, &records, now).await;
@@ -574,7 +572,7 @@ mod tests {
         assert!(taken_over(&records(&[me.clone(), other.clone()]), &me));
         // Ours on top (refreshed), or never ours: not.
         assert!(!taken_over(&records(&[me.clone(), me.clone()]), &me));
-        assert!(!taken_over(&records(&[other.clone()]), &me));
+        assert!(!taken_over(&records(std::slice::from_ref(&other)), &me));
         assert!(!taken_over(&[], &me));
         // Released by ourselves once done, then someone else's: not.
         let released = holder("me", 5, 100, true);

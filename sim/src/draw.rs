@@ -249,6 +249,11 @@ fn family(rng: &mut Rng, i: usize, shared_lock: bool, secret: Option<String>) ->
     }
 }
 
+/// The timeline step of a task that runs past `timeout` seconds.
+pub fn past_timeout(timeout: u64) -> u64 {
+    timeout * 500 + 10_000
+}
+
 /// What the next task RunTask creates does.
 fn task(rng: &mut Rng, family: &Family) -> TaskOutcome {
     let step = rng.range(2, 60) * 1000;
@@ -286,8 +291,7 @@ fn task(rng: &mut Rng, family: &Family) -> TaskOutcome {
         outcome.stopped_reason = "CannotPullContainerError: pull access denied".into();
         outcome.exit_codes = Some(BTreeMap::new());
     } else {
-        // Runs past the family's timeout.
-        outcome.step_millis = Some(family.timeout * 500 + 10_000);
+        outcome.step_millis = Some(past_timeout(family.timeout));
         outcome.exit_codes = Some(BTreeMap::from([(CONTAINER.to_owned(), 0)]));
     }
     outcome

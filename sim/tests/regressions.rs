@@ -44,6 +44,20 @@ fn run(seed: u64, plan: Plan, reaches: &str) -> sim::Outcome {
     outcome
 }
 
+/// The first `times` calls of `operation` whose request contains
+/// `containing` are throttled: through every SDK retry when `times` covers
+/// them.
+fn throttled(operation: &'static str, containing: &'static str, times: u32) -> Vec<Scripted> {
+    (1..=times)
+        .map(|nth| Scripted {
+            operation,
+            containing,
+            nth,
+            fate: Fate::Throttled,
+        })
+        .collect()
+}
+
 fn family_zero_only(plan: &Plan, n: usize) -> bool {
     plan.executions.len() >= n && plan.executions.iter().take(n).all(|e| e.family == 0)
 }
@@ -78,14 +92,7 @@ fn a_transient_start_failure_whose_report_failed_still_retries() {
     plan.scenario.tasks[0].run_task_failure = Some("RESOURCE:MEMORY".into());
     plan.scenario.tasks[0].exit_codes = None;
     plan.scenario.tasks[1] = local_aws::TaskOutcome::default();
-    plan.scripted = (1..=5)
-        .map(|nth| Scripted {
-            operation: "PutJobSuccessResult",
-            containing: "could not start",
-            nth,
-            fate: Fate::Throttled,
-        })
-        .collect();
+    plan.scripted = throttled("PutJobSuccessResult", "could not start", 5);
     let outcome = run(seed, plan, "could not start");
     assert_eq!(outcome.runs[0].1, End::Succeeded, "{:?}", outcome.runs);
 }
@@ -205,7 +212,7 @@ fn a_timed_out_migration_that_exits_0_while_stopping_is_not_run_again() {
             schedule(|p| !p.families[0].rerun_always && family_zero_only(p, 1), 1);
         let timeout = plan.families[0].timeout;
         plan.scenario.tasks[0] = local_aws::TaskOutcome {
-            step_millis: Some(timeout * 500 + 10_000),
+            step_millis: Some(draw::past_timeout(timeout)),
             stop_delay_millis: 60_000,
             ..local_aws::TaskOutcome::default()
         };
@@ -221,6 +228,13 @@ fn a_timed_out_migration_that_exits_0_while_stopping_is_not_run_again() {
         }
         let outcome = run(seed, plan, "operator retries the stage");
         let story = outcome.timeline.clone().unwrap_or_default();
+        // The pipeline saw the timeout fail, then the retry succeed.
+        let ends: Vec<End> = outcome.runs.iter().map(|r| r.1).collect();
+        assert_eq!(
+            ends,
+            [End::Failed, End::Succeeded],
+            "crash {crash}:\n{story}"
+        );
         let run_tasks = story.lines().filter(|l| l.contains("RunTask ")).count();
         assert_eq!(run_tasks, 1, "crash {crash}:\n{story}");
         if crash {
@@ -237,18 +251,12 @@ fn a_timeout_is_recorded_before_it_is_reported() {
     let (seed, mut plan) = schedule(|p| family_zero_only(p, 1), 1);
     let timeout = plan.families[0].timeout;
     plan.scenario.tasks[0] = local_aws::TaskOutcome {
-        step_millis: Some(timeout * 500 + 10_000),
+        step_millis: Some(draw::past_timeout(timeout)),
         ..local_aws::TaskOutcome::default()
     };
     // The record and the summary are written together: five SDK attempts each.
-    plan.scripted = (1..=10)
-        .map(|nth| Scripted {
-            operation: "PutParameter",
-            containing: "timed out",
-            nth,
-            fate: Fate::Throttled,
-        })
-        .collect();
-    let outcome = run(seed, plan, "timed out");
+    plan.scripted = throttled("PutParameter", "timed out", 10);
+    let outcome = run(seed, plan, "ThrottlingException");
     assert_eq!(outcome.runs[0].1, End::Failed, "{:?}", outcome.runs);
+    assert_eq!(outcome.runs[0].3.as_deref(), Some("JobFailed"));
 }

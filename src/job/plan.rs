@@ -506,10 +506,13 @@ mod tests {
         assert_eq!(before(&[exited], once), "run");
         assert_eq!(before(&[start_failure], once), "run");
         assert_eq!(before(&[other], once), "run");
-        assert_eq!(before(&[applied.clone()], once), "applied by 1");
+        assert_eq!(before(std::slice::from_ref(&applied), once), "applied by 1");
         assert_eq!(before(&[applied], Rerun::Always), "run");
         // Still stopping matters with `rerun: always` too.
-        assert_eq!(before(&[timed_out.clone()], Rerun::Always), "unseen 1");
+        assert_eq!(
+            before(std::slice::from_ref(&timed_out), Rerun::Always),
+            "unseen 1"
+        );
         // Only the attempt just before counts.
         let after = with_task(2, Failed).finished(Failed, Some(1), None, "t");
         assert_eq!(before(&[timed_out, after], once), "run");

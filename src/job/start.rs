@@ -30,15 +30,16 @@ const MAX_UNKNOWN: u32 = 30;
 /// Claims lost to concurrent contenders before giving up for now.
 const MAX_LOST_CLAIMS: usize = 10;
 
-/// How an earlier attempt whose end was not seen ended (see
-/// [`Deployment::earlier_end`]).
-enum Ended {
-    /// Its task is still stopping.
-    Stopping(String),
-    /// Its task exited 0 (its record as that makes it, and the task).
-    Succeeded(Box<(State, TaskView)>),
-    /// Otherwise: the failure stands.
-    Failed,
+/// What an attempt must know of its deployment's earlier ones before its
+/// RunTask (see [`Deployment::earlier`]).
+enum Earlier {
+    /// Nothing holds it back.
+    Run,
+    /// The task of the timed-out attempt before it is still stopping.
+    Stopping { task_arn: String, attempt: u32 },
+    /// An earlier attempt applied the migration: its record (as ECS's
+    /// answer makes it), and that answer when it is news to the records.
+    Applied(Box<(State, Option<TaskView>)>),
 }
 
 /// What a start needs besides the records: gathered in one round trip.
@@ -369,39 +370,30 @@ impl Deployment {
             }
         }
 
-        if unknown == 0 {
-            let done = match plan::before_run(&records, &record, config.rerun) {
-                Before::Run => None,
-                Before::Applied(done) => Some((done.clone(), None)),
-                Before::Unseen(earlier) => match self.earlier_end(inv, earlier).await {
-                    Ok(Ended::Stopping(task_arn)) => {
-                        inv.pause(config.wait_seconds, Duration::from_secs(10))
-                            .await;
-                        return in_progress(
-                            resume,
-                            format!(
-                                "Waiting: task {} of attempt {} was told to stop and is still stopping; attempt {} starts when it has stopped",
-                                task::task_id(&task_arn),
-                                earlier.attempt,
-                                record.attempt
-                            ),
-                            None,
-                            None,
-                        );
-                    }
-                    Ok(Ended::Succeeded(found)) if config.rerun == Rerun::Once => {
-                        let (done, view) = *found;
-                        Some((done, Some(view)))
-                    }
-                    Ok(_) => None,
-                    Err(failure) => {
-                        return self
-                            .not_now(inv, caller, Some(record.seq), unknown, failure)
-                            .await;
-                    }
-                },
-            };
-            if let Some((done, view)) = done {
+        let earlier = match unknown {
+            0 => self.earlier(inv, &records, &record).await,
+            // An earlier RunTask of this attempt may have started its task:
+            // the look was made before it.
+            _ => Ok(Earlier::Run),
+        };
+        match earlier {
+            Ok(Earlier::Run) => {}
+            Ok(Earlier::Stopping { task_arn, attempt }) => {
+                inv.pause(config.wait_seconds, Duration::from_secs(10))
+                    .await;
+                return in_progress(
+                    resume,
+                    format!(
+                        "Waiting: task {} of attempt {attempt} was told to stop and is still stopping; attempt {} starts when it has stopped",
+                        task::task_id(&task_arn),
+                        record.attempt
+                    ),
+                    None,
+                    None,
+                );
+            }
+            Ok(Earlier::Applied(found)) => {
+                let (done, view) = *found;
                 return match self.applied(inv, &done, view, &record, top).await {
                     Ok(applied) => {
                         let report = text::already_applied(&done, &container);
@@ -413,6 +405,11 @@ impl Deployment {
                             .await
                     }
                 };
+            }
+            Err(failure) => {
+                return self
+                    .not_now(inv, caller, Some(record.seq), unknown, failure)
+                    .await;
             }
         }
 
@@ -581,25 +578,39 @@ impl Deployment {
         }
     }
 
-    /// How the attempt before this one, failed before its task's end was
-    /// seen (it timed out), really ended. Its task still stopping holds
-    /// this attempt back (without a lock nothing else would).
-    async fn earlier_end(&self, inv: &Invocation<'_>, earlier: &State) -> Result<Ended, Failure> {
+    /// What this deployment's earlier attempts say before `record` runs
+    /// ([`plan::before_run`]), asking ECS how a timed-out one really ended:
+    /// its task still stopping holds `record` back (without a lock nothing
+    /// else would), and a task that exited 0 applied the migration.
+    async fn earlier(
+        &self,
+        inv: &Invocation<'_>,
+        records: &[State],
+        record: &State,
+    ) -> Result<Earlier, Failure> {
+        let earlier = match plan::before_run(records, record, self.config.rerun) {
+            Before::Run => return Ok(Earlier::Run),
+            Before::Applied(done) => return Ok(Earlier::Applied(Box::new((done.clone(), None)))),
+            Before::Unseen(earlier) => earlier,
+        };
         let Some(arn) = earlier.task_arn.as_deref() else {
-            return Ok(Ended::Failed);
+            return Ok(Earlier::Run);
         };
         let Some(view) = task::describe(&inv.clients.ecs, &self.config.cluster, arn).await? else {
             // Forgotten by ECS (stopped over an hour ago): nothing to learn.
-            return Ok(Ended::Failed);
+            return Ok(Earlier::Run);
         };
         if view.last_status != "STOPPED" {
-            return Ok(Ended::Stopping(view.arn));
+            return Ok(Earlier::Stopping {
+                task_arn: view.arn,
+                attempt: earlier.attempt,
+            });
         }
         Ok(match lock::settled(earlier, Some(&view), &rfc3339(now())) {
-            Some(done) if done.status == Status::Succeeded => {
-                Ended::Succeeded(Box::new((done, view)))
+            Some(done) if done.status == Status::Succeeded && self.config.rerun == Rerun::Once => {
+                Earlier::Applied(Box::new((done, Some(view))))
             }
-            _ => Ended::Failed,
+            _ => Earlier::Run,
         })
     }
 

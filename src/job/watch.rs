@@ -382,14 +382,7 @@ impl Deployment {
             let Some(why) = retry_later(&failure) else {
                 return Err(failure);
             };
-            return self.still(
-                watch,
-                format!(
-                    "Timed out; stopping task {} ({why}), trying again shortly",
-                    task::task_id(&watch.task_arn)
-                ),
-                None,
-            );
+            return self.timing_out_later(watch, "stopping", &why);
         }
         // Recorded before it is reported: a timeout reported but not
         // recorded would leave the record `running` with nobody watching.
@@ -402,24 +395,29 @@ impl Deployment {
                 );
                 write_both(inv, &config.state_parameter, &failed, summary.as_ref()).await
             }
-            Ok(_) => Ok(()),
-            Err(failure) => Err(failure),
+            found => found.map(|_| ()),
         };
         if let Err(failure) = recorded {
             let Some(why) = retry_later(&failure) else {
                 warn!(%failure, "could not record the timeout; the lock's next contender records the outcome");
                 return self.timeout_failure(inv, watch, elapsed).await;
             };
-            return self.still(
-                watch,
-                format!(
-                    "Timed out; task {} was told to stop, recording that ({why}), trying again shortly",
-                    task::task_id(&watch.task_arn)
-                ),
-                None,
-            );
+            return self.timing_out_later(watch, "recording the stop of", &why);
         }
         self.timeout_failure(inv, watch, elapsed).await
+    }
+
+    /// A step of the timeout (`doing` the task) met a transient error: the
+    /// same watch again, the step retried by the next invocation.
+    fn timing_out_later(&self, watch: &Watch, doing: &str, why: &str) -> Result<Report, Failure> {
+        self.still(
+            watch,
+            format!(
+                "Timed out; {doing} task {} ({why}), trying again shortly",
+                task::task_id(&watch.task_arn)
+            ),
+            None,
+        )
     }
 
     /// The timeout's failure, with the migration's last lines.
